@@ -1,0 +1,10 @@
+"""Test-session environment: an isolated DDS domain, headless MuJoCo, bounded torch threads."""
+
+import os
+import random
+
+# A DDS domain of our own so parallel test runs on one host never see each other's topics.
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1, 100)))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
