@@ -1,0 +1,82 @@
+"""Scripted expert through the closed loop (action -> proposal -> SafetyFilter -> sim) and `gato-ros sim expert`."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gato_ros.cli import main as cli_main
+from gato_ros.core.robots import ACTION_DIM, Kinematics
+from gato_ros.core.sim import SimConfig, StackingSim
+from gato_ros.core.sim.expert import Phase, ScriptedExpert
+from gato_ros.core.sim.runner import RunnerConfig, make_safety_filter, run_episode
+
+
+def run(robot, seeds, task=('red', 'blue'), on_step=None):
+    sim = StackingSim(SimConfig(robot=robot, task=task))
+    kin = Kinematics(sim.profile)
+    expert = ScriptedExpert(task, sim.config.block_size)
+    results = [run_episode(sim, expert, make_safety_filter(sim.profile, kin), kin, seed, on_step=on_step)
+               for seed in seeds]
+    return results, expert
+
+
+@pytest.mark.parametrize('robot', ['ur5e', 'sawyer'])
+def test_expert_stacks_through_the_safety_filter(robot):
+    records = []
+    [result], expert = run(robot, [7], on_step=records.append)
+    assert result.success, result.task.reason
+    assert expert.phase in (Phase.RETREAT, Phase.DONE)
+    assert result.sim_time < 20 and result.steps == len(records)
+    assert sum(result.safety_statuses.values()) == result.steps * 50  # 500 Hz ticks under 10 Hz steps
+    actions = np.array([r.action for r in records])
+    assert actions.shape == (result.steps, ACTION_DIM) and np.abs(actions).max() <= 1.0
+    assert {r.gripper_command for r in records} == {0.0, 1.0}
+    assert records[0].observation.images is None  # rendering is off unless asked for
+
+
+def test_runner_renders_images_for_a_policy():
+    sim = StackingSim(SimConfig(robot='ur5e'))
+    kin = Kinematics(sim.profile)
+
+    class StandStill:
+        def act(self, observation):
+            assert set(observation.images) == {'front_left', 'front_right'}
+            return np.zeros(ACTION_DIM)
+
+    config = RunnerConfig(max_time=0.3, render=True)
+    result = run_episode(sim, StandStill(), make_safety_filter(sim.profile, kin, config), kin, 0, config)
+    assert not result.success and result.steps == 3
+    np.testing.assert_allclose(sim.state().q, sim.profile.ready, atol=1e-3)
+
+
+def test_runner_rejects_a_bad_action():
+    sim = StackingSim(SimConfig(robot='ur5e'))
+    kin = Kinematics(sim.profile)
+
+    class Broken:
+        def act(self, observation):
+            return np.full(ACTION_DIM, np.nan)
+
+    with pytest.raises(ValueError, match='actor returned action'):
+        run_episode(sim, Broken(), make_safety_filter(sim.profile, kin), kin, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('robot, task', [('ur5e', ('red', 'blue')), ('sawyer', ('red', 'blue')),
+                                         ('ur5e', ('green', 'red')), ('sawyer', ('blue', 'green'))])
+def test_expert_succeeds_over_seeds(robot, task):
+    results, _ = run(robot, range(100, 105), task)
+    assert [r.seed for r in results if not r.success] == []
+
+
+def test_cli_prints_json_last(capsys):
+    assert cli_main(['sim', 'expert', '--robot', 'sawyer', '--episodes', '1', '--seed', '3', '--json']) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary['robot'] == 'sawyer' and summary['episodes'] == 1 and summary['success_rate'] == 1.0
+    assert summary['mean_steps'] > 10 and summary['seconds'] > 0
+
+
+def test_cli_rejects_a_bad_task(capsys):
+    assert cli_main(['sim', 'expert', '--task', 'red', 'red', '--episodes', '1']) == 2
+    assert 'SimConfig.task' in capsys.readouterr().err
