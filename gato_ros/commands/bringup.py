@@ -1,0 +1,61 @@
+"""`gato-ros bringup`: policy_node + safety_controller_node in one process for a real or simulated arm.
+
+  gato-ros bringup --robot ur5e --checkpoint checkpoints/stack
+  gato-ros bringup --robot sawyer --allow-random-weights --preset tiny --command-interface forward_velocity
+  gato-ros bringup --robot ur5e --checkpoint CKPT --ros-args --params-file my_overrides.yaml
+
+Runs until Ctrl-C or SIGTERM, then brakes the arm to a hold, publishes those commands and exits 0.
+On exit it prints the measured safety command rate/jitter and the policy step latency (--json: one JSON line).
+"""
+
+import argparse
+import json
+
+import numpy as np
+
+from gato_ros.ros.params import COMMAND_INTERFACES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--robot', choices=('ur5e', 'sawyer'), required=True)
+    weights = parser.add_mutually_exclusive_group(required=True)
+    weights.add_argument('--checkpoint', help='checkpoint directory (model.safetensors + config.json)')
+    weights.add_argument('--allow-random-weights', action='store_true',
+                         help='RANDOM weights, for bring-up and tests only: the arm moves meaninglessly')
+    parser.add_argument('--preset', help='model preset for random weights (default: config/policy.yaml)')
+    parser.add_argument('--device', help='torch device: cpu, cuda, cuda:N (default: config/policy.yaml)')
+    parser.add_argument('--command-interface', choices=COMMAND_INTERFACES,
+                        help="default: the robot profile's")
+    parser.add_argument('--use-sim-time', action='store_true', help='follow /clock (simulation)')
+    parser.add_argument('--json', action='store_true', help='print the measurements as one JSON line at exit')
+    parser.add_argument('--ros-args', dest='ros_args', nargs=argparse.REMAINDER, default=[],
+                        help='ROS arguments for both nodes, e.g. --ros-args --params-file overrides.yaml')
+
+
+def _report(nodes, as_json: bool) -> None:
+    policy, safety = nodes
+    stats = {f'safety_{k}': round(float(v), 3) for k, v in safety.command_stats().items()}
+    latencies = np.asarray(policy.latencies) * 1e3
+    if latencies.size:
+        stats.update(policy_steps=int(latencies.size),
+                     policy_latency_p50_ms=round(float(np.percentile(latencies, 50)), 2),
+                     policy_latency_p95_ms=round(float(np.percentile(latencies, 95)), 2),
+                     policy_latency_max_ms=round(float(latencies.max()), 2))
+    if as_json:
+        print(json.dumps(stats))
+    else:
+        print('\n'.join(f'{k}: {v}' for k, v in stats.items()))
+
+
+def run(args: argparse.Namespace) -> int:
+    from gato_ros.ros.bringup import BringupOptions, bringup
+
+    options = BringupOptions(robot=args.robot, checkpoint=args.checkpoint,
+                             allow_random_weights=True if args.allow_random_weights else None,
+                             preset=args.preset, device=args.device, command_interface=args.command_interface,
+                             use_sim_time=True if args.use_sim_time else None)
+    started = []
+    code = bringup(options, ros_args=args.ros_args, on_ready=started.extend)
+    if started:
+        _report(started, args.json)
+    return code

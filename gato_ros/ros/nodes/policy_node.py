@@ -1,0 +1,245 @@
+"""policy_node: cameras + /joint_states -> Gato step at a fixed rate -> ~/proposal (JointTrajectory), ~/gripper.
+
+Callbacks only store the latest message. A fixed-rate timer builds the observation from the freshest inputs, runs
+the policy and publishes the proposal. A step is skipped and reported (~/status + log) when an input is missing,
+stale or malformed, or the step misses its deadline; then the node publishes an empty JointTrajectory, which the
+safety controller takes as "no valid proposal: brake to a hold". A 50 Hz watchdog does the same as soon as an
+input turns stale, so the arm starts braking stale_timeout after the last frame, not up to a period later.
+
+  policy_node --ros-args -p robot:=ur5e -p checkpoint:=/path/to/checkpoint
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import sys
+import threading
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64, String
+from trajectory_msgs.msg import JointTrajectory
+
+from gato_ros.core.observation import build_observation
+from gato_ros.core.robots import CartesianActionSpace, Kinematics, load_profile, tool_yaw
+from gato_ros.core.robots.profile import urdf_limits
+from gato_ros.core.safety import Proposal
+from gato_ros.ros import conversions, params
+from gato_ros.ros.params import PolicyNodeConfig
+
+WATCHDOG_PERIOD = 0.02  # s: input-staleness check between steps
+COMMAND_QOS = 1         # reliable, depth 1: only the newest proposal matters
+
+
+class PolicyNodeStatus(enum.Enum):
+    OK = 'the last step published a proposal'
+    WAITING_FOR_INPUT = 'an input has not arrived yet'
+    STALE_INPUT = 'an input is older than stale_timeout'
+    INVALID_INPUT = 'an input could not be converted'
+    DEADLINE_MISSED = 'the step took longer than the deadline'
+    POLICY_ERROR = 'the policy returned no usable action'
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with this configuration; the message says what to change."""
+
+
+def load_policy(config: PolicyNodeConfig, profile):
+    """GatoPolicy from the checkpoint, or random weights only when explicitly allowed."""
+    if not config.checkpoint and not config.allow_random_weights:
+        raise StartupError("policy_node: no checkpoint (parameter 'checkpoint' is empty). Give a trained "
+                           'checkpoint directory, or set allow_random_weights:=true to run RANDOM weights '
+                           '(bring-up and tests only: the arm moves meaninglessly)')
+    from gato_ros.core.policy import GatoPolicy  # imports torch: only once a policy is really built
+
+    if config.checkpoint:
+        return GatoPolicy.from_checkpoint(config.checkpoint, profile, device=config.device, seed=config.seed,
+                                          deadline_s=config.deadline)
+    return GatoPolicy.random(config.preset, profile, device=config.device, seed=config.seed,
+                             deadline_s=config.deadline)
+
+
+def _stamp(msg, received: float) -> float:
+    """Header stamp (capture time) when the publisher set one, else our receive time."""
+    stamp = conversions.to_seconds(msg.header.stamp)
+    return stamp if stamp > 0.0 else received
+
+
+class PolicyNode(Node):
+    def __init__(self, policy=None, **node_kwargs):
+        super().__init__('policy_node', namespace='/gato', **node_kwargs)
+        self.config = params.declare(self, PolicyNodeConfig)
+        self.profile = load_profile(self.config.robot)
+        self.kinematics = Kinematics(self.profile)
+        self.action_space = CartesianActionSpace()
+        self.policy = policy if policy is not None else load_policy(self.config, self.profile)
+        if getattr(self.policy, 'random_weights', False):
+            self.get_logger().warning('RANDOM WEIGHTS: the proposals are meaningless (bring-up/tests only)')
+        fingers = urdf_limits(self.profile.urdf_path, self.profile.gripper_joint_names)
+        self._finger_closed = np.array([fingers[n][0] for n in self.profile.gripper_joint_names])
+        self._finger_open = np.array([fingers[n][1] for n in self.profile.gripper_joint_names])
+
+        self._images: dict[str, tuple[Image | CompressedImage, float]] = {}
+        self._joint_state: tuple[JointState, float] | None = None
+        self._gripper_command = 0.0
+        self._status: tuple[PolicyNodeStatus, str] | None = None
+        self._holding = False  # an empty proposal is out and no step has succeeded since
+        self.latencies = collections.deque(maxlen=1000)  # step latencies (s), for bringup's report
+        # The step holds _step_lock while it computes; every publication holds _publish_lock, so the watchdog
+        # can stop the arm while a long step runs, and close() waits for both.
+        self._step_lock, self._publish_lock = threading.Lock(), threading.Lock()
+        self._closed = False
+
+        inputs = ReentrantCallbackGroup()
+        for camera, topic in zip(self.config.cameras, self.config.camera_topics):
+            msg_type = CompressedImage if topic.rstrip('/').endswith('/compressed') else Image
+            self.create_subscription(msg_type, topic, self._store_image(camera), qos_profile_sensor_data,
+                                     callback_group=inputs)
+        self.create_subscription(JointState, self.config.joint_states_topic, self._store_joint_state,
+                                 qos_profile_sensor_data, callback_group=inputs)
+        self.proposal_pub = self.create_publisher(JointTrajectory, '~/proposal', COMMAND_QOS)
+        self.gripper_pub = self.create_publisher(Float64, '~/gripper', COMMAND_QOS)
+        self.latency_pub = self.create_publisher(Float64, '~/latency', 10)
+        self.status_pub = self.create_publisher(String, '~/status', 10)
+        self.create_timer(1.0 / self.config.rate, self.step, MutuallyExclusiveCallbackGroup())
+        self.create_timer(WATCHDOG_PERIOD, self._watchdog, MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(
+            f'{self.profile.name}: {self.config.rate:g} Hz, deadline {self.config.deadline * 1e3:.0f} ms, '
+            f'cameras {dict(zip(self.config.cameras, self.config.camera_topics))}')
+
+    # -- callbacks: store only -----------------------------------------------------------------------------------
+
+    def _store_image(self, camera: str):
+        def store(msg):
+            self._images[camera] = (msg, self._now())
+        return store
+
+    def _store_joint_state(self, msg: JointState):
+        self._joint_state = (msg, self._now())
+
+    # -- the control step ----------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _input_problem(self, now: float) -> tuple[PolicyNodeStatus, str] | None:
+        inputs = {f'camera {c} ({t})': self._images.get(c)
+                  for c, t in zip(self.config.cameras, self.config.camera_topics)}
+        inputs[f'joint states ({self.config.joint_states_topic})'] = self._joint_state
+        for name, entry in inputs.items():
+            if entry is None:
+                return PolicyNodeStatus.WAITING_FOR_INPUT, f'no message yet from {name}'
+            age = now - _stamp(*entry)
+            if age > self.config.stale_timeout:
+                return PolicyNodeStatus.STALE_INPUT, (f'{name} is {age:.3f} s old > stale_timeout '
+                                                      f'{self.config.stale_timeout} s')
+        return None
+
+    def _watchdog(self):
+        with self._publish_lock:
+            problem = None if self._closed else self._input_problem(self._now())
+            if problem is not None and not self._holding:
+                self._hold(*problem)
+
+    def step(self):
+        with self._step_lock:
+            if not self._closed:
+                self._step()
+
+    def close(self):
+        """Stop stepping and publishing; waits for a running step."""
+        with self._step_lock, self._publish_lock:
+            self._closed = True
+
+    def _step(self):
+        now = self._now()
+        problem = self._input_problem(now)
+        if problem is not None:
+            return self._skip(*problem)
+        js_msg, js_received = self._joint_state
+        frames = {camera: self._images[camera] for camera in self.config.cameras}
+        try:
+            q, _ = conversions.joint_state_to_arrays(js_msg, self.profile.joint_names)
+            gripper = self._gripper_state(js_msg)
+            images = {}
+            for camera, (msg, _) in frames.items():
+                try:
+                    images[camera] = conversions.camera_to_rgb(msg, self.config.image_size)
+                except ValueError as exc:
+                    raise ValueError(f'camera {camera}: {exc}') from None
+        except ValueError as exc:
+            return self._skip(PolicyNodeStatus.INVALID_INPUT, str(exc))
+        position, rotation = self.kinematics.tool_pose(q)
+        observation = build_observation(images, q, gripper, position, tool_yaw(rotation))
+        result = self.policy.act(observation)
+        self.latency_pub.publish(Float64(data=result.latency_s * 1e3))
+        self.latencies.append(result.latency_s)
+        if result.status.name == 'LATE' or result.latency_s > self.config.deadline:
+            return self._skip(PolicyNodeStatus.DEADLINE_MISSED,
+                              f'step took {result.latency_s * 1e3:.1f} ms > deadline '
+                              f'{self.config.deadline * 1e3:.1f} ms: result dropped')
+        if result.action is None:
+            return self._skip(PolicyNodeStatus.POLICY_ERROR, f'{result.status.name}: {result.reason}')
+        t_q = _stamp(js_msg, js_received)
+        times, positions = self.action_space.proposal(self.kinematics, q, result.action, now=t_q,
+                                                      horizon=self.config.horizon, n_points=self.config.n_points)
+        observed = min([t_q] + [_stamp(*entry) for entry in frames.values()])
+        proposal = Proposal(stamp=observed, times=times, positions=positions)
+        with self._publish_lock:
+            problem = self._input_problem(self._now())
+            if self._closed or problem is not None:  # an input went stale while the policy ran
+                return None if self._closed else self._hold(*problem)
+            self._gripper_command = self.action_space.gripper_command(result.action)
+            self.proposal_pub.publish(conversions.proposal_to_trajectory(proposal, self.profile.joint_names))
+            self.gripper_pub.publish(Float64(data=self._gripper_command))
+            self._holding = False
+            self._report(PolicyNodeStatus.OK, f'step {result.latency_s * 1e3:.1f} ms')
+
+    def _gripper_state(self, msg: JointState) -> float:
+        """Measured closing 0 (open) .. 1 (closed) from the finger joints, as the simulator reports it;
+        the last command when /joint_states carries no finger joints."""
+        index = {name: i for i, name in enumerate(msg.name)}
+        if not all(name in index for name in self.profile.gripper_joint_names):
+            return self._gripper_command
+        finger = np.array([msg.position[index[name]] for name in self.profile.gripper_joint_names])
+        closing = (self._finger_open - finger) / (self._finger_open - self._finger_closed)
+        return float(np.clip(closing.mean(), 0.0, 1.0))
+
+    def _skip(self, status: PolicyNodeStatus, reason: str):
+        with self._publish_lock:
+            if not self._closed:
+                self._hold(status, reason)
+
+    def _hold(self, status: PolicyNodeStatus, reason: str):
+        """No proposal this step: tell the safety controller to hold, and say why (caller holds _publish_lock)."""
+        hold = JointTrajectory(joint_names=list(self.profile.joint_names))
+        hold.header.stamp = self.get_clock().now().to_msg()
+        self.proposal_pub.publish(hold)
+        self._holding = True
+        self._report(status, reason)
+
+    def _report(self, status: PolicyNodeStatus, reason: str):
+        self.status_pub.publish(String(data=f'{status.name}: {reason}'))
+        changed = self._status is None or self._status[0] is not status
+        self._status = (status, reason)
+        log = self.get_logger()
+        if status is PolicyNodeStatus.INVALID_INPUT:  # every rejected message deserves a line, throttled
+            log.error(f'step skipped, {status.name}: {reason}', throttle_duration_sec=1.0)
+        elif changed and status is PolicyNodeStatus.OK:
+            log.info(f'stepping: {reason}')
+        elif changed:
+            log.warning(f'step skipped, {status.name}: {reason}')
+
+
+def main(args=None) -> int:
+    from gato_ros.ros.bringup import run_node_main
+
+    return run_node_main(PolicyNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""safety_controller_node: the only node that talks to the arm.
+
+A fixed-rate timer (default 250 Hz) runs the SafetyFilter on the newest proposal (interpolated by
+Proposal.sample), /joint_states, the speed scaling and the e-stop, and publishes the command on the profile's
+command interface: forward_position / forward_velocity (Float64MultiArray) or joint_trajectory (one-point
+JointTrajectory). An empty JointTrajectory on the proposal topic means "no valid proposal": brake to a hold.
+Services ~/estop (SetBool: true asserts, false releases; the latch stays) and ~/reset (Trigger: clears the latch
+only at rest). ~/status (String 'CODE: reason', latched) and /diagnostics report what the filter does. On
+shutdown the node keeps ticking without a proposal until the command is at rest, publishing every step.
+
+  safety_controller_node --ros-args -p robot:=ur5e -p command_interface:=forward_position
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import threading
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from gato_ros.core.robots import Kinematics, load_profile
+from gato_ros.core.safety import SafetyConfig, SafetyFilter, SafetyOutput, SafetyStatus
+from gato_ros.ros import conversions, params
+from gato_ros.ros.params import SafetyNodeConfig
+
+DEFAULT_COMMAND_TOPICS = {
+    'forward_position': '/forward_position_controller/commands',
+    'forward_velocity': '/forward_velocity_controller/commands',
+    'joint_trajectory': '/joint_trajectory_controller/joint_trajectory',
+}
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class SafetyControllerNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__('safety_controller_node', namespace='/gato', **node_kwargs)
+        cfg = self.config = params.declare(self, SafetyNodeConfig)
+        self.profile = load_profile(cfg.robot)
+        self.interface = cfg.command_interface or self.profile.command_interface
+        same = self.interface == self.profile.command_interface
+        self.command_topic = cfg.command_topic or (self.profile.command_topic if same
+                                                   else DEFAULT_COMMAND_TOPICS[self.interface])
+        self.gripper_topic = cfg.gripper_topic or self.profile.gripper_topic
+        self.period = 1.0 / cfg.rate
+        safety = SafetyConfig.from_profile(self.profile, margin=cfg.position_margin, stale_timeout=cfg.stale_timeout,
+                                           dt=self.period, max_dt=max(0.01, 2.5 * self.period))
+        self.filter = SafetyFilter(safety, Kinematics(self.profile).tool_position)
+
+        # Latest inputs, stored by the callbacks and consumed by the tick.
+        self._joint_state: tuple[JointState, float] | None = None
+        self._trajectory: JointTrajectory | None = None
+        self._gripper: float | None = None
+        self._speed_scale = 1.0
+        self._estop = False
+        # Tick state.
+        self._seen_joint_state = None
+        self._measured: tuple[np.ndarray, np.ndarray, float] | None = None  # q, qd, stamp
+        self._seen_trajectory = None
+        self._proposal = None
+        self._sent_gripper: float | None = None
+        self._last_tick: float | None = None
+        self._status = (SafetyStatus.STALE_INPUT, 'no /joint_states yet: no command published')
+        self.output: SafetyOutput | None = None
+        self.publish_times = collections.deque(maxlen=int(cfg.rate * 10))  # monotonic, for rate and jitter
+        self._lock = threading.Lock()  # tick, services, diagnostics and close never interleave
+        self._closed = False
+
+        inputs, loop = ReentrantCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self.create_subscription(JointState, cfg.joint_states_topic, self._store_joint_state,
+                                 qos_profile_sensor_data, callback_group=inputs)
+        self.create_subscription(JointTrajectory, cfg.proposal_topic, self._store_trajectory, COMMAND_QOS,
+                                 callback_group=inputs)
+        self.create_subscription(Float64, cfg.gripper_command_topic, self._store_gripper, COMMAND_QOS,
+                                 callback_group=inputs)
+        self.create_subscription(Float64, cfg.speed_scaling_topic, self._store_speed_scaling, 1,
+                                 callback_group=inputs)
+        msg_type = JointTrajectory if self.interface == 'joint_trajectory' else Float64MultiArray
+        self.command_pub = self.create_publisher(msg_type, self.command_topic, COMMAND_QOS)
+        self.gripper_pub = self.create_publisher(Float64MultiArray, self.gripper_topic, COMMAND_QOS)
+        self.status_pub = self.create_publisher(String, '~/status', STATUS_QOS)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        # Services share the tick's group: e-stop and reset never interleave with a filter tick.
+        self.create_service(SetBool, '~/estop', self._on_estop, callback_group=loop)
+        self.create_service(Trigger, '~/reset', self._on_reset, callback_group=loop)
+        self.timer = self.create_timer(self.period, self.tick, loop)
+        self.create_timer(1.0 / cfg.diagnostics_rate, self._publish_diagnostics, MutuallyExclusiveCallbackGroup())
+        self.get_logger().info(f'{self.profile.name}: {self.interface} on {self.command_topic} at {cfg.rate:g} Hz, '
+                               f'gripper on {self.gripper_topic}')
+
+    # -- callbacks: store only -----------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _store_joint_state(self, msg):
+        self._joint_state = (msg, self._now())
+
+    def _store_trajectory(self, msg):
+        self._trajectory = msg
+
+    def _store_gripper(self, msg):
+        self._gripper = msg.data
+
+    def _store_speed_scaling(self, msg):
+        if np.isfinite(msg.data):
+            self._speed_scale = float(np.clip(msg.data / 100.0, 0.0, 1.0))
+        else:
+            self._speed_scale = 0.0
+            self.get_logger().error(f'speed scaling {msg.data} is not finite: treated as 0 %')
+
+    def _on_estop(self, request, response):
+        self._estop = request.data  # read by the next tick
+        response.success = True
+        response.message = ('e-stop asserted: braking to a hold' if request.data else
+                            'e-stop released; the latch stays until ~/reset')
+        self.get_logger().warning(response.message)
+        return response
+
+    def _on_reset(self, request, response):
+        with self._lock:
+            response.success, response.message = self.filter.request_reset()
+        self.get_logger().info(f'reset: {response.message}')
+        return response
+
+    # -- the control tick ----------------------------------------------------------------------------------------
+
+    def _update_inputs(self):
+        """Convert the newest /joint_states and proposal once each; a bad message is logged and not used."""
+        entry = self._joint_state
+        if entry is not None and entry is not self._seen_joint_state:
+            self._seen_joint_state = entry
+            msg, received = entry
+            try:
+                q, qd = conversions.joint_state_to_arrays(msg, self.profile.joint_names)
+                stamp = conversions.to_seconds(msg.header.stamp) or received
+                self._measured = (q, qd, stamp)
+            except ValueError as exc:
+                self._report(SafetyStatus.INVALID_INPUT, f'/joint_states rejected: {exc}')
+        msg = self._trajectory
+        if msg is not self._seen_trajectory:
+            self._seen_trajectory = msg
+            self._proposal = None
+            if msg.points:
+                try:
+                    self._proposal = conversions.trajectory_to_proposal(msg, self.profile.joint_names)
+                except ValueError as exc:
+                    self._report(SafetyStatus.INVALID_INPUT, f'proposal rejected: {exc}')
+
+    def tick(self):
+        with self._lock:
+            if not self._closed:
+                self._tick()
+
+    def _tick(self):
+        now = self._now()
+        self._update_inputs()
+        if self._measured is None:
+            if self._status[0] is not SafetyStatus.INVALID_INPUT:
+                self._report(SafetyStatus.STALE_INPUT, 'no valid /joint_states yet: no command published')
+            return
+        q, qd, stamp = self._measured
+        if self.output is None:
+            self.filter.reset(q)
+        self._last_tick = now
+        out = self.filter.tick(now, q, qd, self._proposal, now - stamp, self._speed_scale, self._estop)
+        self._send(out)
+
+    def _send(self, out: SafetyOutput):
+        self.output = out
+        if self.interface == 'forward_position':
+            self.command_pub.publish(conversions.float64_array(out.positions))
+        elif self.interface == 'forward_velocity':
+            self.command_pub.publish(conversions.float64_array(out.velocities))
+        else:
+            self.command_pub.publish(conversions.trajectory_command(self.profile.joint_names, out.positions,
+                                                                    out.velocities, self.period))
+        self.publish_times.append(time.monotonic())
+        gripper = self._gripper
+        if gripper is not None and gripper != self._sent_gripper and not self.filter.estop_latched:
+            if np.isfinite(gripper):
+                self.gripper_pub.publish(conversions.float64_array([float(np.clip(gripper, 0.0, 1.0))]))
+            else:
+                self.get_logger().error(f'gripper command {gripper} is not finite: ignored')
+            self._sent_gripper = gripper
+        self._report(out.status, out.reason)
+
+    def close(self) -> int:
+        """Shutdown: stop the timer, then tick without a proposal until the command is at rest, publishing each
+        step. Returns the number of commands sent. Paces itself and keeps its own time (the executor is gone)."""
+        with self._lock:
+            self._closed = True
+            self.timer.cancel()
+            return self._brake_to_hold()
+
+    def _brake_to_hold(self) -> int:
+        if self.output is None:
+            return 0
+        q, qd, _ = self._measured
+        now, sent = self._last_tick, 0
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        while time.monotonic() < deadline:
+            now += self.period
+            out = self.filter.tick(now, q, qd, None, 0.0, self._speed_scale, self._estop)
+            self._send(out)
+            sent += 1
+            if not np.any(out.velocities):
+                break
+            time.sleep(self.period)
+        at_rest = not np.any(self.output.velocities)
+        reason = 'shutdown: ' + ('command at rest' if at_rest else 'shutdown_timeout reached while braking')
+        self.status_pub.publish(String(data=f'{self.output.status.name}: {reason}'))
+        return sent
+
+    # -- reporting -----------------------------------------------------------------------------------------------
+
+    def command_stats(self) -> dict[str, float]:
+        """Measured command rate (Hz) and interval jitter (ms) over the last publications."""
+        intervals = np.diff(np.asarray(self.publish_times))
+        if intervals.size < 2:
+            return {'rate_hz': 0.0, 'interval_mean_ms': 0.0, 'jitter_std_ms': 0.0, 'interval_p99_ms': 0.0,
+                    'interval_max_ms': 0.0}
+        return {'rate_hz': 1.0 / intervals.mean(), 'interval_mean_ms': intervals.mean() * 1e3,
+                'jitter_std_ms': intervals.std() * 1e3, 'interval_p99_ms': np.percentile(intervals, 99) * 1e3,
+                'interval_max_ms': intervals.max() * 1e3}
+
+    def _report(self, status: SafetyStatus, reason: str):
+        """Status topic and log on every change of code; the periodic diagnostics carry the latest reason."""
+        previous = self._status[0]
+        self._status = (status, reason)
+        log = self.get_logger()
+        if status is SafetyStatus.INVALID_INPUT:  # every rejected input deserves a line, throttled
+            log.error(f'{status.name}: {reason}', throttle_duration_sec=1.0)
+        if status is previous:
+            return
+        self.status_pub.publish(String(data=f'{status.name}: {reason}'))
+        if status is SafetyStatus.OK:
+            log.info('OK: following the proposal')
+        elif status is not SafetyStatus.INVALID_INPUT:
+            log.warning(f'{status.name}: {reason}')
+
+    def _publish_diagnostics(self):
+        with self._lock:
+            if not self._closed:
+                self._diagnostics()
+
+    def _diagnostics(self):
+        status, reason = self._status
+        self.status_pub.publish(String(data=f'{status.name}: {reason}'))
+        stats = self.command_stats()
+        values = {'status': status.name, 'reason': reason, 'robot': self.profile.name,
+                  'command_interface': self.interface, 'command_topic': self.command_topic,
+                  'estop_latched': str(self.filter.estop_latched), 'speed_scale': f'{self._speed_scale:.2f}',
+                  'command_rate_hz': f'{stats["rate_hz"]:.1f}', 'jitter_std_ms': f'{stats["jitter_std_ms"]:.2f}'}
+        diag = DiagnosticStatus(level=bytes([status.level]), name=f'gato_ros: {self.get_fully_qualified_name()}',
+                                message=f'{status.name}: {reason}' if reason else status.name,
+                                hardware_id=self.profile.name,
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        array = DiagnosticArray(status=[diag])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+
+def main(args=None) -> int:
+    from gato_ros.ros.bringup import run_node_main
+
+    return run_node_main(SafetyControllerNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

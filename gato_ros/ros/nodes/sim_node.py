@@ -1,0 +1,248 @@
+"""sim_node: the embedded MuJoCo stacking simulation behind the same topics as a real UR driver.
+
+Publishes /joint_states (arm + fingers), /camera/<name>/image_raw (rgb8), /clock (run the other nodes with
+use_sim_time) and /gato/sim/task_status (JSON). Accepts the ros2_control command topics of a UR driver:
+forward_position and forward_velocity (Float64MultiArray, profile joint order), joint_trajectory
+(JointTrajectory, matched by joint name) and the gripper (Float64MultiArray, one value 0 open .. 1 closed).
+Like the real forward controllers, the last command is kept: a position is held, a velocity keeps moving.
+
+Callbacks only store the latest message; a fixed-rate timer validates commands, advances the simulation by the
+elapsed wall time times rate_factor and publishes. ~/reset (std_srvs/Trigger) starts the next episode with the
+next seed; /clock keeps increasing across episodes.
+
+  sim_node --ros-args -p robot:=sawyer -p rate_factor:=2.0
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from gato_ros.core.safety import Proposal
+from gato_ros.core.sim import CAMERAS, SimConfig, StackingSim
+from gato_ros.ros import conversions, params
+from gato_ros.ros.params import ParamError, _check, _param
+
+MAX_CATCH_UP = 0.1  # s of sim time one tick may advance after a stall; the rest is dropped, not replayed
+COMMAND_QOS = 1     # reliable, depth 1: only the newest command matters
+
+
+@dataclass(frozen=True)
+class SimNodeConfig:
+    """sim_node parameters (config/sim.yaml)."""
+    robot: str = _param('ur5e', 'robot profile: ur5e, sawyer or a profile YAML path')
+    task: tuple[str, ...] = _param(('red', 'blue'), 'stack task[0] on task[1]: two of red, green, blue')
+    seed: int = _param(0, 'seed of the first episode; ~/reset uses the next one', range=(0, 2**31 - 1))
+    rate: float = _param(250.0, 'simulation steps and /joint_states, /clock messages per second of wall time (Hz)',
+                         range=(100.0, 1000.0))
+    rate_factor: float = _param(1.0, 'sim seconds per wall second (1 = real time)', range=(0.1, 10.0))
+    cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
+                                      f'cameras to publish on /camera/<name>/image_raw; of {sorted(CAMERAS)}')
+    image_size: int = _param(64, 'camera image width = height (px)', range=(16, 1024))
+    camera_rate: float = _param(15.0, 'camera images per second of wall time (Hz)', range=(1.0, 30.0))
+    status_rate: float = _param(5.0, 'task status messages per second of wall time (Hz)', range=(0.5, 50.0))
+    joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState, arm then finger joints')
+    position_command_topic: str = _param('/forward_position_controller/commands',
+                                         'std_msgs/Float64MultiArray joint positions, profile joint order')
+    velocity_command_topic: str = _param('/forward_velocity_controller/commands',
+                                         'std_msgs/Float64MultiArray joint velocities, profile joint order')
+    trajectory_command_topic: str = _param('/joint_trajectory_controller/joint_trajectory',
+                                           'trajectory_msgs/JointTrajectory; header stamp 0 = start on receipt')
+    gripper_topic: str = _param('/gripper_controller/commands',
+                                'std_msgs/Float64MultiArray, one value 0 open .. 1 closed')
+    task_status_topic: str = _param('/gato/sim/task_status', 'std_msgs/String with the task status as JSON')
+
+    def __post_init__(self):
+        _check('sim_node', self)
+        try:
+            SimConfig(robot=self.robot, task=tuple(self.task), cameras=tuple(self.cameras),
+                      image_size=self.image_size)
+        except ValueError as error:
+            raise ParamError(f'sim_node parameters task / cameras / image_size: {error}') from None
+
+
+class SimNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__('sim_node', **node_kwargs)
+        self.config = cfg = params.declare(self, SimNodeConfig)
+        self.sim = StackingSim(SimConfig(robot=cfg.robot, task=tuple(cfg.task), cameras=tuple(cfg.cameras),
+                                         image_size=cfg.image_size))
+        self.profile = self.sim.profile
+        self._seed = cfg.seed
+        self._clock_offset = 0.0  # sim time of earlier episodes: /clock never goes backwards
+        self._start_episode()
+
+        self._inbox: dict[str, object] = {}  # topic -> latest unprocessed message
+        self._reset_requested = False
+        sub = self.create_subscription
+        sub(Float64MultiArray, cfg.position_command_topic, self._store(cfg.position_command_topic), COMMAND_QOS)
+        sub(Float64MultiArray, cfg.velocity_command_topic, self._store(cfg.velocity_command_topic), COMMAND_QOS)
+        sub(JointTrajectory, cfg.trajectory_command_topic, self._store(cfg.trajectory_command_topic), COMMAND_QOS)
+        sub(Float64MultiArray, cfg.gripper_topic, self._store(cfg.gripper_topic), COMMAND_QOS)
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.joint_pub = self.create_publisher(JointState, cfg.joint_states_topic, qos_profile_sensor_data)
+        self.clock_pub = self.create_publisher(Clock, '/clock', 10)
+        self.status_pub = self.create_publisher(String, cfg.task_status_topic, 10)
+        self.image_pubs = {name: self.create_publisher(Image, f'/camera/{name}/image_raw', qos_profile_sensor_data)
+                           for name in cfg.cameras}
+        self._last_wall = time.monotonic()
+        self._debt = 0.0  # sim time owed to the wall clock, < one physics step after each tick
+        self._next_image = self._next_status = self._last_wall
+        self.create_timer(1.0 / cfg.rate, self._tick)
+        self.get_logger().info(f'{self.profile.name}: stack {cfg.task[0]} on {cfg.task[1]}, seed {self._seed}, '
+                               f'{cfg.rate:g} Hz x{cfg.rate_factor:g}, cameras {list(cfg.cameras)} '
+                               f'{cfg.image_size}px at {cfg.camera_rate:g} Hz')
+
+    # -- callbacks: store only ---------------------------------------------------------------------------------
+
+    def _store(self, topic: str):
+        def store(msg):
+            self._inbox[topic] = msg
+        return store
+
+    def _on_reset(self, request, response):
+        self._reset_requested = True
+        response.success, response.message = True, f'reset to seed {self._seed + 1} on the next tick'
+        return response
+
+    # -- fixed-rate loop ---------------------------------------------------------------------------------------
+
+    def _start_episode(self) -> None:
+        self._clock_offset += self.sim.time
+        self.sim.reset(self._seed)
+        self._target = np.array(self.profile.ready, dtype=float)  # forward_position: hold the ready pose
+        self._velocity: np.ndarray | None = None                    # forward_velocity: keeps moving
+        self._trajectory: Proposal | None = None                     # joint_trajectory, in sim time
+        self._gripper = 0.0
+
+    @property
+    def clock(self) -> float:
+        return self._clock_offset + self.sim.time
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._reset_requested:
+            self._reset_requested = False
+            self._seed += 1
+            self._start_episode()
+            self.get_logger().info(f'episode reset, seed {self._seed}')
+        self._take_commands()
+        timestep = self.sim.model.opt.timestep
+        self._debt = min(self._debt + (now - self._last_wall) * self.config.rate_factor, MAX_CATCH_UP)
+        self._last_wall = now
+        substeps = int(self._debt / timestep)
+        if substeps:
+            duration = substeps * timestep
+            self._debt -= duration
+            self.sim.step(self._command_at(self.sim.time + duration, duration), self._gripper, duration)
+        self._publish_joint_states()
+        self.clock_pub.publish(Clock(clock=conversions.to_time_msg(self.clock)))
+        if now >= self._next_image:
+            self._next_image = max(self._next_image + 1.0 / self.config.camera_rate, now)
+            self._publish_images()
+        if now >= self._next_status:
+            self._next_status = max(self._next_status + 1.0 / self.config.status_rate, now)
+            self._publish_status()
+
+    def _command_at(self, t: float, duration: float) -> np.ndarray:
+        """Joint position command for sim time t under the active command interface."""
+        if self._trajectory is not None:
+            self._target = self._trajectory.sample(t)
+        elif self._velocity is not None:
+            self._target = np.clip(self._target + self._velocity * duration, self.profile.lower, self.profile.upper)
+        return self._target
+
+    def _take_commands(self) -> None:
+        """Validate the messages that arrived since the last tick; a bad one is logged and ignored."""
+        cfg, n = self.config, len(self.profile.joint_names)
+        for topic, msg in self._inbox.items():
+            try:
+                if topic == cfg.gripper_topic:
+                    self._gripper = float(np.clip(_values(msg.data, 1)[0], 0.0, 1.0))
+                elif topic == cfg.trajectory_command_topic:
+                    proposal = conversions.trajectory_to_proposal(msg, self.profile.joint_names)
+                    if proposal.stamp == 0.0:  # "start now": times are relative to receipt
+                        proposal = Proposal(self.sim.time, proposal.times + self.sim.time, proposal.positions)
+                    else:  # stamped on /clock: convert to this episode's sim time
+                        proposal = Proposal(proposal.stamp - self._clock_offset,
+                                            proposal.times - self._clock_offset, proposal.positions)
+                    if np.any(np.diff(proposal.times) <= 0):
+                        raise ValueError('point times must increase strictly')
+                    self._trajectory, self._velocity = proposal, None
+                elif topic == cfg.velocity_command_topic:
+                    self._velocity, self._trajectory = _values(msg.data, n), None
+                    self._target = self.sim.joint_positions()[0]  # integrate from where the arm is
+                else:
+                    self._target, self._velocity, self._trajectory = _values(msg.data, n), None, None
+            except ValueError as error:
+                self.get_logger().error(f'rejected message on {topic}: {error}')
+        self._inbox.clear()
+
+    def _publish_joint_states(self) -> None:
+        position, velocity = self.sim.all_joints()
+        msg = JointState(name=list(self.sim.joint_names), position=position.tolist(), velocity=velocity.tolist())
+        msg.header.stamp = conversions.to_time_msg(self.clock)
+        self.joint_pub.publish(msg)
+
+    def _publish_images(self) -> None:
+        stamp = conversions.to_time_msg(self.clock)
+        for name, rgb in self.sim.render().items():
+            msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding='rgb8', step=rgb.shape[1] * 3,
+                        data=rgb.tobytes())
+            msg.header.stamp, msg.header.frame_id = stamp, name
+            self.image_pubs[name].publish(msg)
+
+    def _publish_status(self) -> None:
+        status = self.sim.task_status()
+        self.status_pub.publish(String(data=json.dumps({
+            'seed': self._seed, 'task': list(self.config.task), 'time': round(self.sim.time, 3),
+            'success': status.success, 'stacked': status.stacked, 'stacked_for': round(status.stacked_for, 3),
+            'failed': status.failed, 'reason': status.reason})))
+
+    def destroy_node(self):
+        self.sim.close()
+        super().destroy_node()
+
+
+def _values(data, length: int) -> np.ndarray:
+    values = np.asarray(data, dtype=np.float64)
+    if values.shape != (length,):
+        raise ValueError(f'expected {length} values, got {values.size}')
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f'non-finite value in {values.tolist()}')
+    return values
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SimNode()
+    except (ParamError, ValueError) as error:
+        print(f'sim_node: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

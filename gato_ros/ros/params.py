@@ -1,0 +1,140 @@
+"""The only place ROS parameter names are spelled: one frozen dataclass per node, one field per parameter.
+
+Each field's metadata carries the description and the allowed range or choices; `declare` declares them on a
+node with matching ParameterDescriptors and builds the frozen config, so a bad YAML value fails at start-up
+with a message naming the node, the parameter and the allowed range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.node import Node
+
+COMMAND_INTERFACES = ('forward_position', 'forward_velocity', 'joint_trajectory')
+
+
+class ParamError(ValueError):
+    """A parameter value outside its allowed range or choices; the message names both."""
+
+
+def _param(default, description: str, *, range=None, choices=None):
+    return field(default=default, metadata={'description': description, 'range': range, 'choices': choices})
+
+
+def _check(node_name: str, config) -> None:
+    for f in dataclasses.fields(config):
+        value, lo_hi, choices = getattr(config, f.name), f.metadata['range'], f.metadata['choices']
+        if lo_hi is not None and not lo_hi[0] <= value <= lo_hi[1]:
+            raise ParamError(f'{node_name} parameter {f.name!r} = {value!r} is outside the allowed range '
+                             f'[{lo_hi[0]}, {lo_hi[1]}]')
+        if choices is not None and value not in choices:
+            raise ParamError(f'{node_name} parameter {f.name!r} = {value!r} is not one of {list(choices)}')
+
+
+@dataclass(frozen=True)
+class PolicyNodeConfig:
+    """policy_node: cameras + /joint_states -> Gato step at a fixed rate -> ~/proposal."""
+    robot: str = _param('ur5e', 'robot profile: ur5e, sawyer or a profile YAML path')
+    checkpoint: str = _param('', 'checkpoint directory (model.safetensors + config.json); empty = none')
+    allow_random_weights: bool = _param(False, 'without a checkpoint, run randomly initialised weights '
+                                        '(bring-up and tests only; the arm moves meaninglessly)')
+    preset: str = _param('tiny', 'model preset for random weights (ignored with a checkpoint)')
+    seed: int = _param(0, 'seed of the random weights', range=(0, 2**31 - 1))
+    device: str = _param('cpu', 'torch device: cpu, cuda, cuda:N')
+    cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
+                                      "camera names; the observation keys are 'image_<name>'")
+    camera_topics: tuple[str, ...] = _param(
+        ('/camera/front_left/image_raw', '/camera/front_right/image_raw'),
+        "one topic per camera; sensor_msgs/Image, or CompressedImage when the topic ends in '/compressed'")
+    joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState with the arm joints')
+    image_size: int = _param(64, "model image resolution (px, square, multiple of 16)", range=(16, 512))
+    rate: float = _param(10.0, 'control steps per second (Hz)', range=(0.5, 100.0))
+    deadline: float = _param(0.08, 'a step slower than this (s) is dropped and reported; at most 1/rate',
+                             range=(0.001, 2.0))
+    stale_timeout: float = _param(0.1, 'an input older than this (s) skips the step and stops the arm',
+                                  range=(0.01, 5.0))
+    horizon: float = _param(0.2, 'time span (s) covered by each proposal', range=(0.01, 2.0))
+    n_points: int = _param(5, 'trajectory points per proposal', range=(2, 100))
+
+    def __post_init__(self):
+        _check('policy_node', self)
+        if len(self.cameras) != len(self.camera_topics) or not self.cameras:
+            raise ParamError(f'policy_node parameters cameras ({len(self.cameras)}) and camera_topics '
+                             f'({len(self.camera_topics)}) must be non-empty and of equal length')
+        if self.image_size % 16:
+            raise ParamError(f'policy_node parameter image_size = {self.image_size} must be a multiple of 16 '
+                             '(Gato 16x16 patches)')
+        if self.deadline > 1.0 / self.rate:
+            raise ParamError(f'policy_node parameter deadline = {self.deadline} s exceeds the control period '
+                             f'1/rate = {1.0 / self.rate:.4f} s')
+
+
+@dataclass(frozen=True)
+class SafetyNodeConfig:
+    """safety_controller_node: proposals -> SafetyFilter at a fixed rate -> the arm's command topic."""
+    robot: str = _param('ur5e', 'robot profile: ur5e, sawyer or a profile YAML path')
+    rate: float = _param(250.0, 'filter ticks and commands per second (Hz)', range=(10.0, 1000.0))
+    command_interface: str = _param('', "'' = the profile's, else forward_position, forward_velocity or "
+                                    'joint_trajectory', choices=('',) + COMMAND_INTERFACES)
+    command_topic: str = _param('', "'' = the controller's default topic for command_interface")
+    gripper_topic: str = _param('', "'' = the profile's gripper_topic (Float64MultiArray, 0 open .. 1 closed)")
+    proposal_topic: str = _param('/gato/policy_node/proposal', 'trajectory_msgs/JointTrajectory proposals')
+    gripper_command_topic: str = _param('/gato/policy_node/gripper', 'std_msgs/Float64 gripper command')
+    joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState with the arm joints')
+    speed_scaling_topic: str = _param('/speed_scaling_state_broadcaster/speed_scaling',
+                                      'std_msgs/Float64 speed scaling in percent (UR); 100 until published')
+    stale_timeout: float = _param(0.25, '/joint_states or the proposal older than this (s) -> brake to a hold; '
+                                  'must exceed the policy period plus its step latency', range=(0.005, 5.0))
+    position_margin: float = _param(0.1, 'margin inside the joint position limits (rad)', range=(0.0, 0.5))
+    diagnostics_rate: float = _param(2.0, '/diagnostics and ~/status publications per second (Hz)',
+                                     range=(1.0, 10.0))
+    shutdown_timeout: float = _param(2.0, 'longest time (s) spent decelerating to hold on shutdown',
+                                     range=(0.1, 10.0))
+
+    def __post_init__(self):
+        _check('safety_controller_node', self)
+
+
+NODE_CONFIGS = {'policy_node': PolicyNodeConfig, 'safety_controller_node': SafetyNodeConfig}
+C = TypeVar('C')
+
+
+def declared_names(config_cls) -> set[str]:
+    """Parameter names a node with this config declares (plus use_sim_time, which every rclpy node has)."""
+    return {f.name for f in dataclasses.fields(config_cls)} | {'use_sim_time'}
+
+
+def _descriptor(f: dataclasses.Field) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=f.metadata['description'], read_only=True)
+    lo_hi = f.metadata['range']
+    if lo_hi is not None and isinstance(f.default, float):
+        desc.floating_point_range = [FloatingPointRange(from_value=float(lo_hi[0]), to_value=float(lo_hi[1]))]
+    elif lo_hi is not None:
+        desc.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=1)]
+    if f.metadata['choices'] is not None:
+        desc.additional_constraints = f'one of {list(f.metadata["choices"])}'
+    return desc
+
+
+def declare(node: Node, config_cls: type[C]) -> C:
+    """Declare every field of `config_cls` as a read-only parameter of `node`; return the frozen config."""
+    node_name = node.get_name()
+    values = {}
+    for f in dataclasses.fields(config_cls):
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        try:
+            value = node.declare_parameter(f.name, default, _descriptor(f)).value
+        except InvalidParameterValueException as exc:
+            lo_hi = f.metadata['range']
+            allowed = f'allowed range [{lo_hi[0]}, {lo_hi[1]}]' if lo_hi else 'see its description'
+            raise ParamError(f'{node_name} parameter {f.name!r}: {exc}; {allowed}') from None
+        except InvalidParameterTypeException:  # e.g. `rate: 10` in YAML for a double
+            raise ParamError(f'{node_name} parameter {f.name!r} has the wrong type; expected '
+                             f'{type(f.default).__name__} like {default!r}') from None
+        values[f.name] = tuple(value) if isinstance(f.default, tuple) else value
+    return config_cls(**values)

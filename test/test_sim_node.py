@@ -1,0 +1,127 @@
+"""sim_node over real rclpy: joint states, camera images, clock and task status out; commands in; bad input out."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from builtin_interfaces.msg import Duration
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from gato_ros.ros.params import ParamError
+
+
+@pytest.fixture
+def ros():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    yield context, executor
+    executor.shutdown()
+    rclpy.shutdown(context=context)
+
+
+def make_node(context, **overrides):
+    from gato_ros.ros.nodes.sim_node import SimNode
+    return SimNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+
+
+def spin_until(executor, condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.01)
+    return condition()
+
+
+def test_bad_parameter_fails_at_start_naming_it(ros):
+    context, _ = ros
+    with pytest.raises(ParamError, match='rate'):
+        make_node(context, rate=5.0)
+    with pytest.raises(ParamError, match='task'):
+        make_node(context, task=['red', 'pink'])
+
+
+@pytest.mark.slow
+def test_sim_node_publishes_and_obeys_commands(ros):
+    context, executor = ros
+    sim = make_node(context, rate_factor=2.0)
+    client = rclpy.create_node('sim_node_test', context=context)
+    executor.add_node(sim)
+    executor.add_node(client)
+    got = {'joints': [], 'images': {}, 'clock': [], 'status': []}
+    client.create_subscription(JointState, '/joint_states', got['joints'].append, qos_profile_sensor_data)
+    for name in ('front_left', 'front_right'):
+        client.create_subscription(Image, f'/camera/{name}/image_raw',
+                                   lambda msg, name=name: got['images'].setdefault(name, []).append(msg),
+                                   qos_profile_sensor_data)
+    client.create_subscription(Clock, '/clock', got['clock'].append, 10)
+    client.create_subscription(String, '/gato/sim/task_status', got['status'].append, 10)
+    position_pub = client.create_publisher(Float64MultiArray, '/forward_position_controller/commands', 1)
+    gripper_pub = client.create_publisher(Float64MultiArray, '/gripper_controller/commands', 1)
+    trajectory_pub = client.create_publisher(JointTrajectory, '/joint_trajectory_controller/joint_trajectory', 1)
+    try:
+        assert spin_until(executor, lambda: len(got['joints']) > 50 and len(got['images']) == 2
+                          and got['status'], 20)
+        start = time.monotonic()
+        count = len(got['joints'])
+        spin_until(executor, lambda: False, 0.5)
+        assert (len(got['joints']) - count) / (time.monotonic() - start) >= 100  # Hz
+        joints = got['joints'][-1]
+        assert list(joints.name) == list(sim.sim.joint_names)
+        ready = np.array(sim.profile.ready)
+        np.testing.assert_allclose(joints.position[:6], ready, atol=1e-3)  # held without commands
+        image = got['images']['front_left'][-1]
+        assert (image.encoding, image.height, image.width) == ('rgb8', 64, 64) and len(image.data) == 64 * 64 * 3
+        assert bytes(image.data) != bytes(got['images']['front_right'][-1].data)
+        stamps = [c.clock.sec + c.clock.nanosec * 1e-9 for c in got['clock']]
+        assert stamps[-1] > stamps[0] and np.all(np.diff(stamps) >= 0)
+        assert json.loads(got['status'][-1].data)['task'] == ['red', 'blue']
+
+        target = ready + 0.1
+        position_pub.publish(Float64MultiArray(data=target.tolist()))
+        gripper_pub.publish(Float64MultiArray(data=[1.0]))
+        assert spin_until(executor, lambda: np.abs(np.array(got['joints'][-1].position[:6]) - target).max() < 0.005
+                          and got['joints'][-1].position[6] < 0.005, 10), 'position and gripper commands obeyed'
+
+        bad = []
+        sim.get_logger().error = bad.append  # the node logs and keeps running
+        position_pub.publish(Float64MultiArray(data=[0.0, 1.0]))
+        trajectory_pub.publish(JointTrajectory(joint_names=['elbow_joint']))
+        assert spin_until(executor, lambda: len(bad) == 2, 5)
+        assert any('/forward_position_controller/commands' in m and 'expected 6 values' in m for m in bad)
+        assert any('/joint_trajectory_controller/joint_trajectory' in m for m in bad)
+        count = len(got['joints'])
+        assert spin_until(executor, lambda: len(got['joints']) > count + 10, 5)
+        np.testing.assert_allclose(got['joints'][-1].position[:6], target, atol=0.005)  # still holding
+
+        velocity_pub = client.create_publisher(Float64MultiArray, '/forward_velocity_controller/commands', 1)
+        velocity_pub.publish(Float64MultiArray(data=[0.3, 0, 0, 0, 0, 0]))  # keeps moving, like the real one
+        assert spin_until(executor, lambda: got['joints'][-1].position[0] > target[0] + 0.1, 10)
+        point = JointTrajectoryPoint(positions=ready.tolist(), time_from_start=Duration(sec=1))
+        trajectory_pub.publish(JointTrajectory(joint_names=list(sim.profile.joint_names), points=[point]))
+        assert spin_until(executor, lambda: np.abs(np.array(got['joints'][-1].position[:6]) - ready).max() < 0.005,
+                          10), 'joint trajectory followed back to ready'
+
+        position_pub.publish(Float64MultiArray(data=target.tolist()))
+        assert spin_until(executor, lambda: np.abs(np.array(got['joints'][-1].position[:6]) - target).max() < 0.005,
+                          10)
+        reset = client.create_client(Trigger, '/sim_node/reset')
+        assert reset.wait_for_service(timeout_sec=5)
+        future = reset.call_async(Trigger.Request())
+        assert spin_until(executor, future.done, 5) and future.result().success
+        assert spin_until(executor, lambda: np.abs(np.array(got['joints'][-1].position[:6]) - ready).max() < 1e-3,
+                          5)
+        assert spin_until(executor, lambda: json.loads(got['status'][-1].data)['seed'] == 1, 5)
+    finally:
+        executor.remove_node(client)
+        executor.remove_node(sim)
+        client.destroy_node()
+        sim.destroy_node()
