@@ -8,3 +8,6 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(1,
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('MUJOCO_GL', 'egl')
 os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
+# One torch thread per process: tests run beside ROS and MuJoCo processes on 2 cores, where two threads
+# oversubscribe and make a tiny model's step 20x slower (measured, docs/model.md).
+os.environ.setdefault('OMP_NUM_THREADS', '1')

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from gato_ros.core.safety import Proposal
-from gato_ros.core.sim import CAMERAS, SimConfig, StackingSim
+from gato_ros.core.sim import CAMERAS, SimConfig, SimState, StackingSim
 from gato_ros.ros import conversions, params
 from gato_ros.ros.params import ParamError, _check, _param
 
@@ -101,7 +102,8 @@ class SimNode(Node):
         self._last_wall = time.monotonic()
         self._debt = 0.0  # sim time owed to the wall clock, < one physics step after each tick
         self._next_image = self._next_status = self._last_wall
-        self.create_timer(1.0 / cfg.rate, self._tick)
+        self._sim_lock = threading.Lock()  # mj_step releases the GIL: privileged_state() must not read mid-step
+        self.create_timer(1.0 / cfg.rate, self._locked_tick)
         self.get_logger().info(f'{self.profile.name}: stack {cfg.task[0]} on {cfg.task[1]}, seed {self._seed}, '
                                f'{cfg.rate:g} Hz x{cfg.rate_factor:g}, cameras {list(cfg.cameras)} '
                                f'{cfg.image_size}px at {cfg.camera_rate:g} Hz')
@@ -131,6 +133,16 @@ class SimNode(Node):
     @property
     def clock(self) -> float:
         return self._clock_offset + self.sim.time
+
+    def privileged_state(self) -> SimState:
+        """The full simulator state (block poses included) between two ticks, safe from another thread: for the
+        scripted expert of an in-process demo (gato_ros/ros/demo.py), never for a learned policy."""
+        with self._sim_lock:
+            return self.sim.state()
+
+    def _locked_tick(self) -> None:
+        with self._sim_lock:
+            self._tick()
 
     def _tick(self) -> None:
         now = time.monotonic()

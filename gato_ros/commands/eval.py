@@ -1,0 +1,105 @@
+"""`gato-ros eval --checkpoint PATH --robot R --episodes N [--seed S] [--prompt-task green,red] [--json]
+[--out DIR]`: closed-loop evaluation (simulation + GatoPolicy + SafetyFilter) on held-out seeds. Writes
+eval.json, a video of the first episode and a latency histogram to --out; with --json the summary is the
+last stdout line."""
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from gato_ros.commands.record import task_pair
+
+PROMPT_SEED = 2_000_000   # demonstrations for prompts: away from recording (0..) and evaluation (1e6..) seeds
+PROMPT_ATTEMPTS = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--checkpoint', required=True, type=Path,
+                        help='checkpoint directory, or a training --out directory (its newest checkpoint)')
+    parser.add_argument('--robot', default='ur5e', help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
+    parser.add_argument('--episodes', type=int, default=10, help='number of episodes (default 10)')
+    parser.add_argument('--seed', type=int, default=None, help='first evaluation seed (default 1000000, held out)')
+    parser.add_argument('--task', type=task_pair, default=('red', 'blue'), help="'top,bottom' (default red,blue)")
+    parser.add_argument('--prompt-task', type=task_pair, default=None,
+                        help="condition on a successful scripted demonstration of 'top,bottom' and evaluate that "
+                             'task (overrides --task)')
+    parser.add_argument('--deadline-ms', type=float, default=100.0, help='policy step deadline (default 100 ms)')
+    parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
+    parser.add_argument('--device', default='cpu', help='torch device for the policy (default cpu)')
+    parser.add_argument('--out', type=Path, default=Path('eval'), help='output directory (default ./eval)')
+    parser.add_argument('--no-video', action='store_true', help='skip the video')
+    parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
+
+
+def demonstration(robot: str, task, sim_config, runner_config):
+    """A successful scripted episode of `task`, recorded and read back through the same MCAP path as training."""
+    from gato_ros.core.data import read_episode
+    from gato_ros.core.data.record import Recorder, episode_filename
+
+    recorder = Recorder(sim_config, runner_config)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(PROMPT_SEED, PROMPT_SEED + PROMPT_ATTEMPTS):
+                path = Path(tmp) / episode_filename(robot, task, seed)
+                info, _ = recorder.record(seed, path)
+                if info.success:
+                    return read_episode(path)
+    finally:
+        recorder.close()
+    raise SystemExit(f'the scripted expert failed {task[0]} on {task[1]} for seeds {PROMPT_SEED}..'
+                     f'{PROMPT_SEED + PROMPT_ATTEMPTS - 1}: no demonstration for the prompt')
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    from gato_ros.core.data.dataset import DatasetConfig, demonstration_prompt
+    from gato_ros.core.evaluation import EVAL_SEED, FrameRecorder, evaluate, write_latency_histogram, write_video
+    from gato_ros.core.policy import GatoPolicy
+    from gato_ros.core.robots import load_profile
+    from gato_ros.core.sim import SimConfig
+    from gato_ros.core.sim.runner import RunnerConfig
+    from gato_ros.core.train import latest_checkpoint
+
+    if args.episodes < 1:
+        raise SystemExit(f'--episodes must be >= 1, got {args.episodes}')
+    checkpoint = latest_checkpoint(args.checkpoint)
+    deadline = args.deadline_ms / 1e3
+    profile = load_profile(args.robot)
+    policy = GatoPolicy.from_checkpoint(checkpoint, profile, device=args.device, deadline_s=deadline)
+    data = policy.config.get('data', {})   # the observation layout the checkpoint was trained on
+    task = args.prompt_task or args.task
+    sim_config = SimConfig(robot=args.robot, task=task, image_size=int(data.get('image_size', 64)),
+                           cameras=tuple(data.get('cameras', SimConfig().cameras)))
+    runner_config = RunnerConfig(control_hz=float(data.get('control_hz', 10.0)), max_time=args.max_time,
+                                 render=True)
+    prompt = None
+    if args.prompt_task:
+        fraction = data.get('dataset', {}).get('prompt_fraction', DatasetConfig().prompt_fraction)
+        demo_config = RunnerConfig(control_hz=runner_config.control_hz, render=True)  # full-length episode
+        prompt = demonstration_prompt(demonstration(profile.name, task, sim_config, demo_config),
+                                      int(policy.model.config.context * fraction))
+    seed = EVAL_SEED if args.seed is None else args.seed
+    frames = None if args.no_video else FrameRecorder()
+    summary = evaluate(policy, sim_config, runner_config, args.episodes, seed, prompt, frames,
+                       progress=not args.json)
+    metrics = {'checkpoint': str(checkpoint), 'robot': profile.name, 'task': ','.join(task),
+               'prompt': ','.join(args.prompt_task) if args.prompt_task else None,
+               'prompt_tokens': len(prompt) if prompt is not None else 0, 'first_seed': seed,
+               'device': args.device, **summary.metrics(deadline)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = {'histogram': write_latency_histogram(summary.latencies, deadline, args.out / 'latency_histogram.png',
+                                                  f'{profile.name}, {len(summary.latencies)} policy steps')}
+    if frames is not None and frames.frames:
+        files['video'] = write_video(frames.frames, args.out / f'episode_seed{seed}.mp4', runner_config.control_hz)
+    metrics['files'] = files
+    per_episode = [{'seed': r.seed, 'success': r.success, 'steps': r.steps, 'sim_time': round(r.sim_time, 3),
+                    'safety_statuses': r.safety_statuses, 'task_reason': r.task.reason} for r in summary.episodes]
+    (args.out / 'eval.json').write_text(json.dumps({**metrics, 'per_episode': per_episode}, indent=2) + '\n')
+    if not args.json:
+        print(f"success {metrics['success_rate']:.0%} over {metrics['episodes']} episodes; policy "
+              f"{metrics['policy_hz']} Hz (p50 {metrics['latency_ms']['p50']} ms, p99 {metrics['latency_ms']['p99']} "
+              f"ms), deadline misses {metrics['deadline_miss_rate']:.1%}; files in {args.out}")
+    print(json.dumps(metrics))
+    return 0

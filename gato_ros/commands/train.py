@@ -1,0 +1,135 @@
+"""`gato-ros train --data DIR --preset P --out DIR [--steps N] [--resume] ...`: behaviour cloning of a Gato
+checkpoint from recorded episodes. Multi-GPU: `torchrun --nproc_per_node K -m gato_ros.cli train ...` (DDP)."""
+
+import argparse
+import collections
+import dataclasses
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gato_ros.core.data import load_episodes
+from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset
+from gato_ros.core.model import PRESETS, Gato, preset
+from gato_ros.core.robots import load_profile
+from gato_ros.core.tokenizer.sequence import tokenizer_config
+from gato_ros.core.train import TrainConfig, train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument('--data', required=True, type=Path, help='directory of recorded episodes (*.mcap)')
+    parser.add_argument('--preset', default='tiny', choices=sorted(PRESETS), help='model preset (default tiny)')
+    parser.add_argument('--out', required=True, type=Path, help='checkpoint directory (step-NNNNNNN/ inside)')
+    parser.add_argument('--steps', type=int, default=defaults.steps, help=f'optimizer steps ({defaults.steps})')
+    parser.add_argument('--batch-size', type=int, default=defaults.batch_size,
+                        help=f'sequences per step and process ({defaults.batch_size})')
+    parser.add_argument('--lr', type=float, default=defaults.lr, help=f'peak learning rate ({defaults.lr})')
+    parser.add_argument('--warmup', type=int, default=None,
+                        help=f'linear warm-up steps (default: {defaults.warmup_steps} or a tenth of --steps if less)')
+    parser.add_argument('--weight-decay', type=float, default=defaults.weight_decay)
+    parser.add_argument('--context', type=int, default=None,
+                        help='tokens per training sequence (default: the preset\'s context, 1024)')
+    parser.add_argument('--prompt-prob', type=float, default=DatasetConfig().prompt_prob,
+                        help='share of sequences with a demonstration prompt (Gato: 0.25)')
+    parser.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
+    parser.add_argument('--seed', type=int, default=defaults.seed, help='initialisation and data order seed')
+    parser.add_argument('--workers', type=int, default=defaults.num_workers, help='DataLoader worker processes')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--include-failures', action='store_true',
+                        help='also train on episodes where the expert failed (default: successful ones only)')
+    parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def git_revision() -> str:
+    """HEAD of the source tree this code runs from, '+dirty' with uncommitted changes; 'unknown' outside git."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        rev = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(['git', 'diff-index', '--quiet', 'HEAD', '--'], cwd=root, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
+    return rev.stdout.strip() + ('+dirty' if dirty.returncode else '')
+
+
+def training_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, every option spelled out (torchrun prefix under DDP)."""
+    parts = []
+    for key, value in vars(args).items():
+        if value is None or value is False:
+            continue
+        parts += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    prefix = f'torchrun --nproc_per_node {world} -m gato_ros.cli' if world > 1 else 'gato-ros'
+    return f'{prefix} train {shlex.join(parts)}'
+
+
+def robot_section(robots: list[str]) -> dict:
+    """Joint specs of every robot in the data; the first one is also given as the plain single-robot form."""
+    profiles = {name: load_profile(name) for name in robots}
+    first = profiles[robots[0]]
+    return {'name': first.name, 'joint_names': list(first.joint_names),
+            'profiles': {name: list(p.joint_names) for name, p in profiles.items()},
+            'specs': {name: {'joint_names': list(p.joint_names), 'lower': p.lower.tolist(),
+                             'upper': p.upper.tolist(), 'velocity': p.velocity.tolist(),
+                             'gripper_joint_names': list(p.gripper_joint_names)} for name, p in profiles.items()}}
+
+
+def data_sections(episodes, data_dir: Path, dataset: EpisodeDataset) -> tuple[dict, dict]:
+    infos = [ep.info for ep in episodes]
+    images = episodes[0].images
+    data = {'dir': str(data_dir.resolve()), 'episodes': len(episodes),
+            'episode_seeds': sorted(i.seed for i in infos), 'cameras': list(infos[0].cameras),
+            'image_size': int(next(iter(images.values())).shape[1]), 'control_hz': infos[0].control_hz,
+            'dataset': dataclasses.asdict(dataset.config)}
+    actions = np.concatenate([ep.actions for ep in episodes])
+    stats = {'episodes': len(episodes), 'timesteps': int(sum(len(ep) for ep in episodes)),
+             'windows': len(dataset),
+             'tasks': dict(collections.Counter(','.join(i.task) for i in infos)),
+             'robots': dict(collections.Counter(i.robot for i in infos)),
+             'tokens_per_timestep': {e.episode.info.robot: e.tokens_per_timestep for e in dataset.episodes},
+             'action_mean': actions.mean(0).tolist(), 'action_std': actions.std(0).tolist()}
+    return data, stats
+
+
+def run(args: argparse.Namespace) -> int:
+    model_config = preset(args.preset)
+    if args.context is not None:
+        model_config = dataclasses.replace(model_config, context=args.context)
+    episodes = load_episodes(args.data, only_successful=not args.include_failures)
+    if not episodes:
+        raise SystemExit(f'{args.data}: no usable episodes (record some with `gato-ros record`)')
+    if len({(ep.info.cameras, ep.images[ep.info.cameras[0]].shape[1:]) for ep in episodes}) > 1:
+        raise SystemExit(f'{args.data}: episodes differ in cameras or image size; train on one observation layout')
+    dataset = EpisodeDataset(episodes, DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob,
+                                                     seed=args.seed))
+    warmup = min(TrainConfig().warmup_steps, args.steps // 10) if args.warmup is None else args.warmup
+    train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
+                               weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every,
+                               seed=args.seed, num_workers=args.workers)
+    data, stats = data_sections(episodes, args.data, dataset)
+    robots = sorted({ep.info.robot for ep in episodes}, key=lambda r: (r != episodes[0].info.robot, r))
+    checkpoint_config = {
+        'model': model_config.to_dict(), 'preset': args.preset, 'tokenizer': tokenizer_config(),
+        'robot': robot_section(robots), 'stats': stats, 'data': data,
+        'action_space': {'dim': 5, 'layout': ['vx', 'vy', 'vz', 'yaw_rate', 'grip'], 'range': [-1.0, 1.0]},
+        'command': training_command(args),
+        'git_revision': git_revision(), 'torch': torch.__version__,
+    }
+    torch.manual_seed(args.seed)
+    model = Gato(model_config)
+    if int(os.environ.get('RANK', '0')) == 0:
+        print(f'training {args.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) on '
+              f'{len(episodes)} episodes / {stats["timesteps"]} timesteps / {len(dataset)} windows, '
+              f'context {model_config.context}, device {args.device}')
+    losses = train(model, dataset, train_config, args.out, checkpoint_config, device=args.device,
+                   resume=args.resume, progress=not args.no_progress)
+    if losses and int(os.environ.get('RANK', '0')) == 0:
+        print(f'loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps; checkpoints in {args.out}')
+    return 0

@@ -1,0 +1,174 @@
+"""Episodes -> Gato token sequences for behaviour cloning (DESIGN.md §3).
+
+Every control step t of an episode becomes one timestep: the observation (build_observation: camera images,
+joint positions, gripper closure from the finger joints, tool pose from forward kinematics) then '|' then the
+5-D action. A training
+item is a crop of whole consecutive timesteps that fits the context. With probability `prompt_prob` (Gato:
+25%) a prompt from ANOTHER episode of the same robot and task is put in front: half the time that episode's
+last timesteps, half the time a window at a uniformly random place in it. Prompt tokens are context, not
+targets (loss mask off). At evaluation the prompt is the end of a successful demonstration
+(`demonstration_prompt`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+from ..observation import build_observation
+from ..robots import Kinematics, load_profile, tool_yaw
+from ..robots.profile import urdf_limits
+from ..tokenizer import TokenSequence, tokenize_timestep
+from .mcap_io import Episode
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    context: int = 1024            # tokens per training sequence, prompt included (Gato: 1024), >= 1
+    prompt_prob: float = 0.25      # share of sequences that get a prompt (Gato: 0.25), in [0, 1]
+    prompt_fraction: float = 0.5   # at most this share of the context goes to the prompt, in (0, 1)
+    seed: int = 0                  # seeds the per-item randomness (prompt choice), >= 0
+
+    def __post_init__(self):
+        if self.context < 1:
+            raise ValueError(f'DatasetConfig.context must be >= 1, got {self.context}')
+        if not 0.0 <= self.prompt_prob <= 1.0:
+            raise ValueError(f'DatasetConfig.prompt_prob must be in [0, 1], got {self.prompt_prob}')
+        if not 0.0 < self.prompt_fraction < 1.0:
+            raise ValueError(f'DatasetConfig.prompt_fraction must be in (0, 1), got {self.prompt_fraction}')
+        if self.seed < 0:
+            raise ValueError(f'DatasetConfig.seed must be >= 0, got {self.seed}')
+
+
+@cache
+def robot_model(robot: str) -> tuple[Kinematics, np.ndarray, np.ndarray]:
+    """Kinematics and the finger joints' (closed, open) positions: the URDF's lower and upper limits."""
+    profile = load_profile(robot)
+    limits = urdf_limits(profile.urdf_path, profile.gripper_joint_names)
+    closed, opened = np.array([limits[n][:2] for n in profile.gripper_joint_names]).T
+    return Kinematics(profile), closed, opened
+
+
+def gripper_closure(finger_q: np.ndarray, closed: np.ndarray, opened: np.ndarray) -> np.ndarray:
+    """Finger positions (T, k) -> (T,) 0 open .. 1 closed, the mean finger travel (as StackingSim reports)."""
+    return np.clip(((opened - finger_q) / (opened - closed)).mean(axis=-1), 0.0, 1.0)
+
+
+class EpisodeTokens:
+    """One episode, tokenized lazily per timestep (patches are 4x the size of the uint8 images)."""
+
+    def __init__(self, episode: Episode):
+        self.episode = episode
+        kin, closed, opened = robot_model(episode.info.robot)
+        profile, info = kin.profile, episode.info
+        if (info.joint_names, info.finger_joint_names) != (profile.joint_names, profile.gripper_joint_names):
+            raise ValueError(f'episode seed {info.seed}: joints {info.joint_names} + fingers {info.finger_joint_names} '
+                             f"differ from robot profile '{profile.name}': {profile.joint_names} + "
+                             f'{profile.gripper_joint_names}')
+        self.gripper = gripper_closure(episode.finger_q, closed, opened)
+        poses = [kin.tool_pose(q) for q in episode.q]
+        self.tool_pos = np.array([p for p, _ in poses])
+        self.tool_yaw = np.array([tool_yaw(r) for _, r in poses])
+        self.tokens_per_timestep = len(self.timestep(0))
+
+    def __len__(self) -> int:
+        return len(self.episode)
+
+    def observation(self, t: int) -> dict:
+        ep = self.episode
+        return build_observation({cam: frames[t] for cam, frames in ep.images.items()}, ep.q[t],
+                                 float(self.gripper[t]), self.tool_pos[t], float(self.tool_yaw[t]))
+
+    def timestep(self, t: int) -> TokenSequence:
+        return tokenize_timestep(self.observation(t), self.episode.actions[t])
+
+    def timesteps(self, indices) -> TokenSequence:
+        return TokenSequence.concat([self.timestep(int(t)) for t in indices])
+
+    def steps_fitting(self, tokens: int) -> int:
+        return tokens // self.tokens_per_timestep
+
+
+def as_prompt(seq: TokenSequence) -> TokenSequence:
+    """The same tokens with the loss switched off: a prompt conditions, it is not a target."""
+    return dataclasses.replace(seq, loss_mask=np.zeros_like(seq.loss_mask))
+
+
+def prompt_indices(length: int, n: int, from_end: bool, rng: np.random.Generator) -> range:
+    """n consecutive timesteps of an episode of `length`: its last n, or a window at a uniform start."""
+    n = min(n, length)
+    start = length - n if from_end else int(rng.integers(0, length - n + 1))
+    return range(start, start + n)
+
+
+def demonstration_prompt(episode: Episode, tokens: int) -> TokenSequence:
+    """Evaluation prompt: the last timesteps of a (successful) demonstration that fit in `tokens`."""
+    ep = EpisodeTokens(episode)
+    n = ep.steps_fitting(tokens)
+    if n < 1:
+        raise ValueError(f'demonstration_prompt: {tokens} tokens hold no timestep '
+                         f'({ep.tokens_per_timestep} tokens each)')
+    return as_prompt(ep.timesteps(prompt_indices(len(ep), n, True, None)))
+
+
+class EpisodeDataset(torch.utils.data.Dataset):
+    """Map-style dataset of training windows. Item i is the i-th (episode, start) window; the key may also
+    be (epoch, i) so the prompt draw differs between epochs while staying reproducible."""
+
+    def __init__(self, episodes: list[Episode], config: DatasetConfig = DatasetConfig()):
+        if not episodes:
+            raise ValueError('EpisodeDataset: no episodes (is the data directory empty, or all episodes failed?)')
+        self.config = config
+        self.episodes = [EpisodeTokens(ep) for ep in episodes]
+        too_long = [e for e in self.episodes if e.tokens_per_timestep > config.context]
+        if too_long:
+            raise ValueError(f'DatasetConfig.context={config.context} is smaller than one timestep '
+                             f'({too_long[0].tokens_per_timestep} tokens for robot {too_long[0].episode.info.robot})')
+        groups: dict[tuple, list[int]] = {}
+        for i, ep in enumerate(self.episodes):
+            groups.setdefault((ep.episode.info.robot, ep.episode.info.task), []).append(i)
+        self.peers = [[j for j in groups[(ep.episode.info.robot, ep.episode.info.task)] if j != i]
+                      for i, ep in enumerate(self.episodes)]
+        self.windows = [(i, start) for i, ep in enumerate(self.episodes)
+                        for start in range(max(1, len(ep) - ep.steps_fitting(config.context) + 1))]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, key) -> TokenSequence:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        rng = np.random.default_rng([self.config.seed, epoch, index])
+        i, start = self.windows[index]
+        ep, budget, parts = self.episodes[i], self.config.context, []
+        if self.peers[i] and rng.random() < self.config.prompt_prob:
+            peer = self.episodes[self.peers[i][rng.integers(len(self.peers[i]))]]
+            n = min(peer.steps_fitting(int(budget * self.config.prompt_fraction)),
+                    peer.steps_fitting(budget - ep.tokens_per_timestep))  # leave room for one own timestep
+            if n > 0:
+                parts.append(as_prompt(peer.timesteps(prompt_indices(len(peer), n, rng.random() < 0.5, rng))))
+                budget -= len(parts[0])
+        stop = min(len(ep), start + max(1, ep.steps_fitting(budget)))
+        parts.append(ep.timesteps(range(start, stop)))
+        return TokenSequence.concat(parts)
+
+
+def collate(sequences: list[TokenSequence]) -> dict[str, torch.Tensor]:
+    """Right-pads a batch to its longest sequence (padding: token 0, no position, no loss). Patches are
+    concatenated in the row-major order of their placeholders over (batch, time), as Gato.forward expects."""
+    length = max(len(s) for s in sequences)
+    batch = len(sequences)
+    tokens = torch.zeros(batch, length, dtype=torch.long)
+    local_pos = torch.full((batch, length), -1, dtype=torch.long)
+    loss_mask = torch.zeros(batch, length, dtype=torch.bool)
+    for b, s in enumerate(sequences):
+        tokens[b, :len(s)] = torch.from_numpy(s.tokens)
+        local_pos[b, :len(s)] = torch.from_numpy(s.local_pos)
+        loss_mask[b, :len(s)] = torch.from_numpy(s.loss_mask)
+    return {'tokens': tokens, 'local_pos': local_pos, 'loss_mask': loss_mask,
+            'patches': torch.from_numpy(np.concatenate([s.patches for s in sequences])),
+            'patch_rows': torch.from_numpy(np.concatenate([s.patch_rows for s in sequences])),
+            'patch_cols': torch.from_numpy(np.concatenate([s.patch_cols for s in sequences]))}

@@ -1,0 +1,262 @@
+"""KV-cache inference for Gato inside a control loop (gpt-fast style).
+
+One control step = one PREFILL of the new observation tokens + '|', then one fixed-shape single-token
+DECODE per action dimension: the prefill's last position scores action 0, each decoded action token is fed
+back to score the next one, and the last decode only writes that token's keys/values into the cache.
+The output head scores only the action rows of the tied embedding (the 1024 continuous bins), never the
+whole 33025-row vocabulary.
+
+The cache is preallocated, [n_layer, 2, n_head, max_context, head_dim] (see KVCache); slots [0, length) hold the
+prompt followed by the retained episode timesteps, in order. When a step would not fit, the oldest whole
+timesteps after the prompt are dropped. Gato has no global position embedding, so positions never need
+fixing up -- but only layer 0's keys/values are independent of the context: from layer 1 on, a kept
+timestep's keys/values were computed while it could attend to the dropped ones. eviction='recompute'
+(default) therefore re-prefills the kept timesteps (the prompt comes first and stays valid), which gives
+exactly what the plain forward computes on the new window (tested against `use_kv_cache=False`); that
+step costs one prefill of the window (on a full 1024 window, several normal steps: bench engine reports
+it). eviction='shift' only compacts the cache (constant time, the
+StreamingLLM-style approximation: kept timesteps still carry information from the dropped ones).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gato_ros.core.model import Gato, sequence_tensors
+from gato_ros.core.tokenizer import (CONTINUOUS_OFFSET, NUM_BINS, TokenSequence, detokenize_action,
+                                     separator_and_actions)
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the engine runs a model. Validated on construction."""
+
+    action_dim: int = 5                # action tokens decoded per step (robots.ACTION_DIM), >= 1
+    max_context: int | None = None     # KV cache slots; None = the model's context; 2..model context
+    device: str = 'cpu'                # torch device string: 'cpu', 'cuda', 'cuda:1', ...
+    dtype: str | None = None           # 'fp32' | 'bf16'; None = bf16 on CUDA, fp32 on CPU
+    temperature: float = 0.0           # 0 = greedy (argmax); > 0 samples from softmax(logits / temperature)
+    seed: int = 0                      # seed of the sampling generator (used only when temperature > 0)
+    compile: bool = False              # torch.compile the decode step (CUDA: with CUDA graphs); optional
+    use_kv_cache: bool = True          # False = recompute the whole window with the plain forward (reference)
+    eviction: str = 'recompute'        # when the window is full: 'recompute' the kept timesteps' cache (exact)
+                                       # or 'shift' it down (constant time, approximate: see module doc)
+    stats_window: int = 200            # recent steps kept for the latency percentiles, >= 1
+
+    def __post_init__(self):
+        if self.action_dim < 1:
+            raise ValueError(f'EngineConfig.action_dim must be >= 1, got {self.action_dim}')
+        if self.max_context is not None and self.max_context < 2:
+            raise ValueError(f'EngineConfig.max_context must be >= 2 or None, got {self.max_context}')
+        if self.dtype not in (None, *DTYPES):
+            raise ValueError(f'EngineConfig.dtype must be one of {sorted(DTYPES)} or None, got {self.dtype!r}')
+        if not self.temperature >= 0.0:
+            raise ValueError(f'EngineConfig.temperature must be >= 0, got {self.temperature}')
+        if self.eviction not in ('recompute', 'shift'):
+            raise ValueError(f"EngineConfig.eviction must be 'recompute' or 'shift', got {self.eviction!r}")
+        if self.stats_window < 1:
+            raise ValueError(f'EngineConfig.stats_window must be >= 1, got {self.stats_window}')
+        torch.device(self.device)  # raises on a malformed device string
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype is None:
+            return torch.bfloat16 if torch.device(self.device).type == 'cuda' else torch.float32
+        return DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    action_ids: np.ndarray   # int64 (A,) vocabulary ids in [32000, 33024)
+    action: np.ndarray       # float64 (A,) bin centres in [-1, 1] (actions are binned without mu-law)
+    logits: torch.Tensor     # (A, 1024) float32 action-bin logits, on the engine's device
+    latency_s: float         # wall time of this step (stats only)
+    evicted: int             # timesteps dropped from the window to make room for this step
+
+
+class KVCache(torch.nn.Module):
+    """Preallocated keys/values, logically [n_layer, 2, n_head, slots, head_dim], held as one buffer per layer
+    and kind: torch.compile then writes each in place (views into a single tensor made it copy the whole
+    cache on every decode step, ~6x slower). Also the module the compiled decode step belongs to."""
+
+    def __init__(self, model: Gato, slots: int, rows: slice):
+        super().__init__()
+        cfg, self.rows, self.model = model.config, rows, model
+        p = next(model.parameters())
+        for i in range(cfg.n_layer):
+            for kind in 'kv':
+                self.register_buffer(f'{kind}{i}', torch.zeros(cfg.n_head, slots, cfg.head_dim, dtype=p.dtype,
+                                                               device=p.device))
+
+    @property
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(getattr(self, f'k{i}'), getattr(self, f'v{i}')) for i in range(self.model.config.n_layer)]
+
+    def shift(self, start: int, end: int, by: int) -> None:
+        """Move slots [start + by, end) down to [start, end - by)."""
+        for pair in self.layers:
+            for buf in pair:
+                buf[:, start:end - by] = buf[:, start + by:end].clone()
+
+    def decode(self, action_bin: torch.Tensor, pos: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """One action token (1,) at cache slot pos (1,) -> the next action's bin logits (1, bins)."""
+        x = self.model.wte(action_bin + CONTINUOUS_OFFSET).unsqueeze(0)           # (1, 1, d); no local pos
+        return self.model.forward_cached(x, self.layers, pos, attn_mask, self.rows)
+
+
+class GatoEngine:
+    """Runs one episode at a time. Takes over `model`: it is moved/cast in place and put in eval mode."""
+
+    def __init__(self, model: Gato, config: EngineConfig = EngineConfig()):
+        cfg = model.config
+        self.config = config
+        self.max_context = config.max_context or cfg.context
+        if self.max_context > cfg.context:
+            raise ValueError(f'EngineConfig.max_context={self.max_context} exceeds the model context {cfg.context}')
+        self.device, self.dtype = torch.device(config.device), config.torch_dtype
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.rows = slice(CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_BINS)
+        S = self.max_context
+        self.cache = KVCache(self.model, S, self.rows)
+        self.positions = torch.arange(S, device=self.device)
+        self.causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()   # [query slot, key slot]
+        self.generator = torch.Generator(device=self.device)
+        self._decode = self.cache.decode
+        if config.compile:
+            if self.device.type == 'cpu':   # weights as constants: inductor pre-packs them for oneDNN
+                import torch._inductor.config as inductor_config
+                inductor_config.freezing = True
+            mode = 'reduce-overhead' if self.device.type == 'cuda' else None   # CUDA graphs on CUDA
+            self._decode = torch.compile(self.cache.decode, mode=mode, fullgraph=True)
+        self.latencies: collections.deque[float] = collections.deque(maxlen=config.stats_window)
+        self.reset()
+
+    # ---- episode state -------------------------------------------------------------------------------------
+    def reset(self, prompt=None) -> None:
+        """Start an episode. `prompt` (a TokenSequence of whole timesteps, e.g. a successful demonstration)
+        is kept at the front of the window for the whole episode."""
+        self.generator.manual_seed(self.config.seed)
+        self.prompt = prompt if prompt is not None and len(prompt) else None
+        self.timesteps: collections.deque[TokenSequence] = collections.deque()  # retained episode timesteps
+        self.length = 0
+        if self.prompt is not None:
+            if len(self.prompt) >= self.max_context:
+                raise ValueError(f'prompt of {len(self.prompt)} tokens does not fit max_context {self.max_context}')
+            if self.config.use_kv_cache:
+                with torch.inference_mode():
+                    self._prefill(self.prompt)
+            self.length = len(self.prompt)
+
+    @property
+    def prompt_length(self) -> int:
+        return 0 if self.prompt is None else len(self.prompt)
+
+    def window(self) -> TokenSequence:
+        """What the cache holds, as tokens: the prompt followed by the retained timesteps."""
+        return TokenSequence.concat(([self.prompt] if self.prompt is not None else []) + list(self.timesteps))
+
+    def _make_room(self, need: int) -> int:
+        """Drop the fewest whole oldest timesteps (never the prompt) so that `need` more tokens fit."""
+        if self.prompt_length + need > self.max_context:
+            raise ValueError(f'one step ({need} tokens) plus the prompt ({self.prompt_length}) exceeds '
+                             f'max_context {self.max_context}')
+        dropped, evicted = 0, 0
+        while self.length - dropped + need > self.max_context:
+            dropped += len(self.timesteps.popleft())
+            evicted += 1
+        if not dropped:
+            return 0
+        start, end = self.prompt_length, self.length
+        if self.config.use_kv_cache and self.config.eviction == 'shift':
+            self.cache.shift(start, end, dropped)
+            self.length -= dropped
+        else:
+            # Exact: deeper-layer keys/values of the kept timesteps attended to the dropped ones, so they
+            # are recomputed over the new window. The prompt precedes everything dropped and stays valid.
+            self.length = start
+            if self.config.use_kv_cache and self.timesteps:
+                self._prefill(TokenSequence.concat(list(self.timesteps)))
+            self.length = end - dropped
+        return evicted
+
+    # ---- model calls ---------------------------------------------------------------------------------------
+    def _prefill(self, seg: TokenSequence) -> torch.Tensor:
+        """Write a segment's keys/values at slots [length, length+n); logits of its last position (1, bins)."""
+        inputs = sequence_tensors(seg, self.device)
+        x = self.model.embed(**inputs)                                            # (1, n, d)
+        end = self.length + len(seg)
+        pos = self.positions[self.length:end]
+        return self.model.forward_cached(x, self.cache.layers, pos, self.causal[self.length:end, :end], self.rows)
+
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        """(1, bins) -> (1,) bin index, on device (no host sync)."""
+        if self.config.temperature == 0.0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits.float() / self.config.temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+
+    def _step_kv(self, obs: TokenSequence) -> tuple[torch.Tensor, torch.Tensor]:
+        A = self.config.action_dim
+        bins = torch.empty(A, dtype=torch.long, device=self.device)
+        all_logits = torch.empty(A, NUM_BINS, dtype=torch.float32, device=self.device)
+        logits = self._prefill(obs)
+        # Compiled: attend over all slots (fixed shapes, one graph); eager: only over the used ones.
+        fixed = self.config.compile
+        for a, p in enumerate(range(self.length + len(obs), self.length + len(obs) + A)):
+            all_logits[a] = logits[0]
+            bins[a:a + 1] = self._pick(logits)
+            mask = self.causal[p:p + 1, :None if fixed else p + 1]
+            logits = self._decode(bins[a:a + 1], self.positions[p:p + 1], mask)
+        return bins, all_logits
+
+    def _step_recompute(self, obs: TokenSequence) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference path: score each action token with a full forward over the window (no cache)."""
+        A = self.config.action_dim
+        bins = torch.empty(A, dtype=torch.long, device=self.device)
+        all_logits = torch.empty(A, NUM_BINS, dtype=torch.float32, device=self.device)
+        inputs = sequence_tensors(TokenSequence.concat([self.window(), obs]), self.device)
+        for a in range(A):
+            logits, _ = self.model(**inputs, rows=self.rows)
+            all_logits[a] = logits[0, -1]
+            bins[a:a + 1] = self._pick(logits[:, -1])
+            action = (bins[a:a + 1] + CONTINUOUS_OFFSET)[None]
+            inputs['tokens'] = torch.cat([inputs['tokens'], action], dim=1)
+            inputs['local_pos'] = torch.cat([inputs['local_pos'], torch.full_like(action, -1)], dim=1)
+        return bins, all_logits
+
+    # ---- the control step ----------------------------------------------------------------------------------
+    def step(self, observation) -> EngineResult:
+        """Observation TokenSequence (tokenize_observation: observation tokens only) -> the action."""
+        start = time.perf_counter()
+        if (observation.local_pos < 0).any():
+            raise ValueError('GatoEngine.step expects observation tokens only (tokenize_observation), '
+                             "got a sequence containing '|' or action tokens")
+        obs = TokenSequence.concat([observation, separator_and_actions()])
+        A = self.config.action_dim
+        with torch.inference_mode():
+            evicted = self._make_room(len(obs) + A)
+            run = self._step_kv if self.config.use_kv_cache else self._step_recompute
+            bins, logits = run(obs)
+            bins = bins.cpu().numpy()                                             # the one host sync
+        ids = bins + CONTINUOUS_OFFSET
+        timestep = TokenSequence.concat([observation, separator_and_actions(ids)])
+        self.timesteps.append(timestep)
+        self.length += len(timestep)
+        latency = time.perf_counter() - start
+        self.latencies.append(latency)
+        return EngineResult(ids, detokenize_action(ids), logits, latency, evicted)
+
+    def stats(self) -> dict[str, float]:
+        """Latency percentiles over the recent steps (milliseconds)."""
+        if not self.latencies:
+            return {'steps': 0}
+        ms = np.asarray(self.latencies) * 1e3
+        return {'steps': len(ms), 'p50_ms': float(np.percentile(ms, 50)), 'p99_ms': float(np.percentile(ms, 99)),
+                'max_ms': float(ms.max()), 'mean_ms': float(ms.mean())}

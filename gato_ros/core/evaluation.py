@@ -1,0 +1,175 @@
+"""Closed-loop evaluation of a learned policy in simulation: success, loop rates, deadline misses, safety.
+
+The loop is the SIM engineer's runner (policy at control_hz -> CartesianActionSpace proposal -> SafetyFilter
+at tick_hz -> StackingSim), the same one the expert records through, so train and test see the same loop.
+The runner runs in sim time: a slow policy step does not slow the simulated arm, it is counted as a
+deadline miss instead (on the robot it would make the safety controller brake: STALE_INPUT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from .data.dataset import gripper_closure, robot_model
+from .observation import build_observation
+from .robots import ACTION_DIM, tool_yaw
+from .sim import SimConfig, StackingSim
+from .sim.runner import EpisodeResult, RunnerConfig, SimObservation, StepRecord, make_safety_filter, run_episode
+
+EVAL_SEED = 1_000_000  # first evaluation seed: far from the recording seeds, which count up from 0
+# Statuses where the safety filter holds or brakes to a hold instead of following the policy. The
+# DECELERATE_* statuses only slow the arm along its path and are not counted here.
+HALT_KIND = ('JOINT_BOUND', 'WORKSPACE_BOUND', 'STALE_INPUT', 'ESTOP', 'INVALID_INPUT')
+
+
+class PolicyActor:
+    """The runner's actor around a GatoPolicy: SimObservation -> build_observation -> policy.act -> action.
+
+    The observation is built exactly as in training: gripper closure from the finger joints, tool pose from
+    forward kinematics of q (not the simulator's privileged state). Latencies are kept per step. A step
+    without a usable action (invalid observation) holds the arm still with the gripper unchanged."""
+
+    def __init__(self, policy, robot: str, prompt=None):
+        self.policy, self.prompt = policy, prompt
+        self.kin, self._closed, self._opened = robot_model(robot)
+        self.latencies: list[float] = []
+        self.failures = 0
+        self._grip = -1.0
+
+    def reset(self) -> None:
+        self.policy.reset(self.prompt)
+        self._grip = -1.0
+
+    def observation(self, obs: SimObservation) -> dict:
+        state = obs.state
+        position, rotation = self.kin.tool_pose(state.q)
+        gripper = float(gripper_closure(state.finger_q[None], self._closed, self._opened)[0])
+        return build_observation(obs.images, state.q, gripper, position, tool_yaw(rotation))
+
+    def act(self, obs: SimObservation) -> np.ndarray:
+        result = self.policy.act(self.observation(obs))
+        self.latencies.append(result.latency_s)
+        if result.action is None:
+            self.failures += 1
+            return np.r_[np.zeros(ACTION_DIM - 1), self._grip]
+        self._grip = float(result.action[-1])
+        return np.asarray(result.action, dtype=np.float64)
+
+
+@dataclass
+class EvalSummary:
+    episodes: list[EpisodeResult] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)   # seconds, every policy step of every episode
+    failed_steps: int = 0                                   # policy steps without a usable action
+
+    def add(self, result: EpisodeResult, latencies: list[float], failed_steps: int) -> None:
+        self.episodes.append(result)
+        self.latencies.extend(latencies)
+        self.failed_steps += failed_steps
+
+    def metrics(self, deadline_s: float) -> dict:
+        lat = np.asarray(self.latencies, dtype=np.float64)
+        n = len(self.episodes)
+        sim_time = sum(r.sim_time for r in self.episodes)
+        ticks = sum(sum(r.safety_statuses.values()) for r in self.episodes)
+        halted = [r for r in self.episodes if any(r.safety_statuses.get(s, 0) for s in HALT_KIND)]
+        statuses: dict[str, int] = {}
+        for r in self.episodes:
+            for name, count in r.safety_statuses.items():
+                if name != 'OK':
+                    statuses[name] = statuses.get(name, 0) + count
+        ms = lambda q: round(float(np.percentile(lat, q)) * 1e3, 3) if lat.size else None  # noqa: E731
+        return {
+            'episodes': n,
+            'success_rate': sum(r.success for r in self.episodes) / n if n else None,
+            'policy_hz': round(1.0 / lat.mean(), 2) if lat.size else None,
+            'command_hz': round(ticks / sim_time, 2) if sim_time else None,
+            'deadline_s': deadline_s,
+            'deadline_miss_rate': float((lat > deadline_s).mean()) if lat.size else None,
+            'latency_ms': {'mean': round(float(lat.mean()) * 1e3, 3) if lat.size else None,
+                           'p50': ms(50), 'p99': ms(99), 'max': ms(100)},
+            'policy_steps': int(lat.size),
+            'failed_policy_steps': self.failed_steps,
+            'safety_interventions': {
+                'ticks': sum(r.safety_interventions for r in self.episodes),
+                'tick_fraction': sum(r.safety_interventions for r in self.episodes) / ticks if ticks else 0.0,
+                'by_status': statuses,
+                'halt_episode_fraction': len(halted) / n if n else None,
+            },
+            'mean_steps': sum(r.steps for r in self.episodes) / n if n else None,
+        }
+
+
+class FrameRecorder:
+    """on_step hook that keeps one frame per control step: the cameras side by side, upscaled."""
+
+    def __init__(self, scale: int = 4):
+        self.scale = scale
+        self.frames: list[np.ndarray] = []
+
+    def __call__(self, step: StepRecord) -> None:
+        images = step.observation.images
+        row = np.concatenate([images[c] for c in images], axis=1)
+        self.frames.append(np.repeat(np.repeat(row, self.scale, axis=0), self.scale, axis=1))
+
+
+def write_video(frames: list[np.ndarray], path, fps: float) -> str:
+    """MP4 (H.264 through imageio-ffmpeg); GIF when ffmpeg is unavailable. Returns the written path."""
+    import imageio.v2 as imageio
+    path = str(path)
+    try:
+        imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
+        return path
+    except (ImportError, RuntimeError, OSError, ValueError):
+        gif = path.rsplit('.', 1)[0] + '.gif'
+        imageio.mimwrite(gif, frames, duration=1.0 / fps, loop=0)
+        return gif
+
+
+def write_latency_histogram(latencies, deadline_s: float, path, title: str = '') -> str:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    ms = np.asarray(latencies, dtype=np.float64) * 1e3
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    upper = max(float(ms.max()) if ms.size else 1.0, deadline_s * 1e3) * 1.05
+    ax.hist(ms, bins=np.linspace(0.0, upper, 60), color='tab:blue')
+    ax.axvline(deadline_s * 1e3, color='tab:red', linestyle='--', label=f'deadline {deadline_s * 1e3:.0f} ms')
+    if ms.size:
+        for q, style in ((50, ':'), (99, '-.')):
+            value = np.percentile(ms, q)
+            ax.axvline(value, color='black', linestyle=style, label=f'p{q} {value:.1f} ms')
+    ax.set_xlabel('policy step latency (ms)')
+    ax.set_ylabel('steps')
+    ax.set_title(title or f'{ms.size} policy steps')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def evaluate(policy, sim_config: SimConfig, runner_config: RunnerConfig, episodes: int, seed: int = EVAL_SEED,
+             prompt=None, frames: FrameRecorder | None = None, progress: bool = True) -> EvalSummary:
+    """Runs `episodes` closed-loop episodes (seeds seed, seed + 1, ...); `frames` records the first one."""
+    if not runner_config.render:
+        raise ValueError('evaluate: RunnerConfig.render must be True (the policy sees camera images)')
+    sim = StackingSim(sim_config)
+    actor = PolicyActor(policy, sim.profile.name, prompt)
+    safety = make_safety_filter(sim.profile, actor.kin, runner_config)
+    summary = EvalSummary()
+    bar = tqdm(range(seed, seed + episodes), desc='eval', unit='episode', disable=not progress, dynamic_ncols=True)
+    try:
+        for i, episode_seed in enumerate(bar):
+            actor.latencies, actor.failures = [], 0
+            result = run_episode(sim, actor, safety, actor.kin, episode_seed, runner_config,
+                                 on_step=frames if i == 0 else None)
+            summary.add(result, actor.latencies, actor.failures)
+            bar.set_postfix(success=f'{sum(r.success for r in summary.episodes) / (i + 1):.0%}')
+    finally:
+        bar.close()
+        sim.close()
+    return summary

@@ -1,0 +1,236 @@
+"""Behaviour cloning of a Gato model: next-token cross-entropy on the Gato loss mask.
+
+AdamW with linear warm-up and cosine decay (Gato's recipe: betas 0.9/0.95, weight decay 0.1, global
+gradient clip 1.0, final rate 10x below the peak). Under torchrun (WORLD_SIZE set) the model is wrapped
+in DistributedDataParallel and every rank reads its own shard of the windows (DistributedSampler); only
+rank 0 writes checkpoints. Checkpoints are directories `step-NNNNNNN/` holding the model
+(gato_ros.core.checkpoint: safetensors + config.json) and `training_state.pt` (optimizer, step), so
+`resume=True` continues exactly where the latest one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..data.dataset import collate
+from .schedule import learning_rate
+
+TRAINING_STATE = 'training_state.pt'
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000            # optimizer steps in total, >= 1
+    batch_size: int = 16          # sequences per step and process (DDP multiplies by the world size), >= 1
+    lr: float = 1e-4              # peak learning rate (Gato: 1e-4), > 0
+    min_lr_ratio: float = 0.1     # final rate / peak rate (Gato: 0.1), in [0, 1]
+    warmup_steps: int = 1000      # linear warm-up steps, >= 0
+    weight_decay: float = 0.1     # AdamW decoupled weight decay on matrices (Gato: 0.1), >= 0
+    beta1: float = 0.9            # AdamW beta1, in [0, 1)
+    beta2: float = 0.95           # AdamW beta2, in [0, 1)
+    grad_clip: float = 1.0        # global gradient-norm clip, > 0
+    checkpoint_every: int = 1000  # steps between checkpoints (one is also written at the end), >= 1
+    keep_checkpoints: int = 2     # most recent checkpoints kept on disk, >= 1
+    log_every: int = 10           # steps between lines in train_log.jsonl, >= 1
+    seed: int = 0                 # model initialisation and data order, >= 0
+    num_workers: int = 0          # DataLoader worker processes (0: tokenize in the training process), >= 0
+
+    def __post_init__(self):
+        at_least = lambda lo: (lambda v: v >= lo, f'>= {lo}')  # noqa: E731
+        positive = (lambda v: v > 0, '> 0')
+        unit = (lambda v: 0 <= v < 1, 'in [0, 1)')
+        checks = {'steps': at_least(1), 'batch_size': at_least(1), 'lr': positive,
+                  'min_lr_ratio': (lambda v: 0 <= v <= 1, 'in [0, 1]'), 'warmup_steps': at_least(0),
+                  'weight_decay': at_least(0), 'beta1': unit, 'beta2': unit, 'grad_clip': positive,
+                  'checkpoint_every': at_least(1), 'keep_checkpoints': at_least(1), 'log_every': at_least(1),
+                  'seed': at_least(0), 'num_workers': at_least(0)}
+        for name, (ok, allowed) in checks.items():
+            if not ok(getattr(self, name)):
+                raise ValueError(f'TrainConfig.{name} must be {allowed}, got {getattr(self, name)!r}')
+
+
+class BehaviourCloningLoss(nn.Module):
+    """Model + loss in one forward, so DDP sees a single forward call. The output head runs only on the
+    positions whose NEXT token is a target (text/action), which saves ~90% of the head and its memory."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, local_pos, loss_mask, patches=None, patch_rows=None, patch_cols=None):
+        x = self.model.embed(tokens, local_pos, patches, patch_rows, patch_cols)
+        for block in self.model.blocks:
+            x = block(x)
+        targets = loss_mask[:, 1:] & (tokens[:, 1:] >= 0)
+        logits = self.model.head(x[:, :-1][targets])
+        return F.cross_entropy(logits.float(), tokens[:, 1:][targets])
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistContext:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; without them this is a single process."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1:
+        return DistContext()
+    backend = 'nccl' if device.startswith('cuda') else 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistContext(rank=dist.get_rank(), world_size=world, local_rank=int(os.environ.get('LOCAL_RANK', '0')))
+
+
+def checkpoint_dirs(out_dir) -> list[Path]:
+    """Complete checkpoints in out_dir, oldest first."""
+    return sorted(p.parent for p in Path(out_dir).glob(f'step-*/{TRAINING_STATE}'))
+
+
+def latest_checkpoint(path) -> Path:
+    """`path` itself when it is a checkpoint directory, else the newest checkpoint inside it."""
+    path = Path(path)
+    if (path / 'config.json').is_file():
+        return path
+    found = checkpoint_dirs(path)
+    if not found:
+        raise FileNotFoundError(f'{path}: no checkpoint (config.json) and no step-*/ checkpoint inside')
+    return found[-1]
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    # Decay matrices and embeddings; not biases and norm gains (the nanoGPT split).
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    return torch.optim.AdamW([{'params': decay, 'weight_decay': cfg.weight_decay},
+                              {'params': no_decay, 'weight_decay': 0.0}],
+                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+
+
+def _batches(sampler: DistributedSampler, batch_size: int, start_step: int):
+    """Lists of (epoch, window index) forever, starting at start_step's batch. The epoch travels with the
+    index so the dataset's per-item randomness (prompt choice) changes between epochs yet is reproducible."""
+    per_epoch = len(sampler) // batch_size
+    step = start_step
+    while True:
+        epoch, offset = divmod(step, per_epoch)
+        sampler.set_epoch(epoch)
+        indices = list(sampler)
+        for b in range(offset, per_epoch):
+            yield [(epoch, i) for i in indices[b * batch_size:(b + 1) * batch_size]]
+        step = (epoch + 1) * per_epoch
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_config: dict, device: str = 'cpu',
+          resume: bool = False, progress: bool = True) -> list[float]:
+    """Trains `model` in place on `dataset` (map-style, items are TokenSequences) and returns the per-step
+    losses of this run (this rank's). `checkpoint_config` is written into every checkpoint's config.json
+    (model/tokenizer/robots/data); the trainer adds a 'train' section (config, step)."""
+    ctx = init_distributed(device)
+    if device.startswith('cuda') and ctx.world_size > 1:
+        device = f'cuda:{ctx.local_rank}'
+    dev = torch.device(device)
+    if dev.type == 'cuda':
+        torch.cuda.set_device(dev)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    model.to(dev)
+    optimizer = _optimizer(model, cfg)
+    start_step = 0
+    if resume and checkpoint_dirs(out_dir):
+        ckpt = checkpoint_dirs(out_dir)[-1]
+        state_dict, _ = load_checkpoint(ckpt)
+        model.load_state_dict(state_dict)
+        state = torch.load(ckpt / TRAINING_STATE, map_location=dev, weights_only=True)
+        optimizer.load_state_dict(state['optimizer'])
+        start_step = int(state['step'])
+        if ctx.is_main:
+            print(f'resuming from {ckpt} at step {start_step}')
+
+    loss_fn = BehaviourCloningLoss(model)
+    if ctx.world_size > 1:
+        loss_fn = DistributedDataParallel(loss_fn, device_ids=[dev.index] if dev.type == 'cuda' else None)
+
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    if len(sampler) < cfg.batch_size:
+        raise ValueError(f'dataset has {len(dataset)} training windows ({len(sampler)} per process), fewer than '
+                         f'batch_size={cfg.batch_size}: record more episodes or lower --batch-size')
+    loader = DataLoader(dataset, batch_sampler=_batches(sampler, cfg.batch_size, start_step), collate_fn=collate,
+                        num_workers=cfg.num_workers, pin_memory=dev.type == 'cuda')
+    autocast = torch.autocast('cuda', dtype=torch.bfloat16, enabled=dev.type == 'cuda')
+
+    def save(step: int) -> None:
+        if not ctx.is_main:
+            return
+        target = out_dir / f'step-{step:07d}'
+        config = dict(checkpoint_config, train={**asdict(cfg), 'step': step, 'world_size': ctx.world_size})
+        save_checkpoint(target, {k: v.detach().cpu() for k, v in model.state_dict().items()}, config)
+        tmp = target / f'.{TRAINING_STATE}.tmp'   # written last and renamed: its presence marks a complete checkpoint
+        torch.save({'optimizer': optimizer.state_dict(), 'step': step}, tmp)
+        os.replace(tmp, target / TRAINING_STATE)
+        for old in checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints]:
+            shutil.rmtree(old)
+
+    losses: list[float] = []
+    bar = tqdm(total=cfg.steps, initial=start_step, desc='train', disable=not (progress and ctx.is_main),
+               dynamic_ncols=True)
+    log = open(out_dir / 'train_log.jsonl', 'a') if ctx.is_main else None
+    t0 = time.perf_counter()
+    model.train()
+    try:
+        for step, batch in zip(range(start_step, cfg.steps), loader):
+            lr = learning_rate(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            with autocast:
+                loss = loss_fn(**_to_device(batch, dev))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f'{losses[-1]:.4f}', lr=f'{lr:.2e}')
+            done = step + 1
+            if log is not None and (done % cfg.log_every == 0 or done == cfg.steps):
+                log.write(json.dumps({'step': done, 'loss': losses[-1], 'lr': lr, 'grad_norm': float(grad_norm),
+                                      'seconds': round(time.perf_counter() - t0, 3)}) + '\n')
+                log.flush()
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                save(done)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    if ctx.world_size > 1:
+        dist.barrier()
+    return losses
+

@@ -1,0 +1,205 @@
+"""Episodes in MCAP (rosbag2 layout), recording, and the episode -> Gato token dataset with prompts."""
+
+import json
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gato_ros.cli import main as cli
+from gato_ros.core.data import EpisodeError, EpisodeWriter, load_episodes, read_episode, read_info
+from gato_ros.core.data.dataset import (DatasetConfig, EpisodeDataset, collate, demonstration_prompt,
+                                        robot_model)
+from gato_ros.core.data.mcap_io import MSG_DEFINITIONS, Episode, EpisodeInfo, schema_text
+from gato_ros.core.robots import load_profile
+from gato_ros.core.tokenizer import PATCH_PLACEHOLDER
+
+CAMERAS = ('front_left', 'front_right')
+
+
+def synthetic_episode(seed: int, steps: int = 12, task=('red', 'blue'), size: int = 16, success: bool = True):
+    """A UR5e episode whose image pixels all equal 20 * seed + t, so a token window tells where it came from."""
+    profile = load_profile('ur5e')
+    _, closed, opened = robot_model('ur5e')
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    pixel = (20 * seed + t).astype(np.uint8)[:, None, None, None]
+    images = {c: np.broadcast_to(pixel, (steps, size, size, 3)).copy() for c in CAMERAS}
+    info = EpisodeInfo(robot='ur5e', task=tuple(task), seed=seed, success=success, control_hz=10.0, cameras=CAMERAS,
+                       joint_names=profile.joint_names, finger_joint_names=profile.gripper_joint_names, steps=steps)
+    return Episode(info=info, time=t * 0.1, q=profile.ready + rng.normal(0, 0.05, (steps, 6)),
+                   qd=rng.normal(0, 0.1, (steps, 6)), finger_q=np.tile((closed + opened) / 2, (steps, 1)),
+                   images=images, actions=rng.uniform(-1, 1, (steps, 5)).astype(np.float32))
+
+
+def write(episode: Episode, path: Path) -> Path:
+    info = episode.info
+    with EpisodeWriter(path, info.robot, info.task, info.seed, info.control_hz, info.cameras, info.joint_names,
+                       info.finger_joint_names) as writer:
+        for t in range(len(episode)):
+            writer.add(episode.time[t], np.r_[episode.q[t], episode.finger_q[t]], np.r_[episode.qd[t], 0.0, 0.0],
+                       {c: episode.images[c][t] for c in info.cameras}, episode.actions[t])
+        writer.close(info.success)
+    return path
+
+
+def test_message_definitions_are_the_installed_ros2_ones():
+    share = Path(sys.prefix) / 'share'
+    if not (share / 'sensor_msgs').is_dir():
+        pytest.skip('ROS 2 message packages not installed in this environment')
+    for datatype, text in MSG_DEFINITIONS.items():
+        package, _, name = datatype.split('/')
+        source = (share / package / 'msg' / f'{name}.msg').read_text()
+        lines = [re.sub(r'\s+', ' ', line.split('#')[0]).strip() for line in source.splitlines()]
+        assert [ln for ln in lines if ln] == [re.sub(r'\s+', ' ', ln) for ln in text.splitlines()], datatype
+    assert 'MSG: std_msgs/Header' in schema_text('sensor_msgs/msg/Image')
+
+
+def test_episode_round_trip_is_rosbag2_mcap(tmp_path):
+    from mcap.reader import make_reader
+    episode = synthetic_episode(3)
+    path = write(episode, tmp_path / 'ep.mcap')
+    back = read_episode(path)
+    assert back.info == episode.info
+    np.testing.assert_allclose(back.q, episode.q)
+    np.testing.assert_allclose(back.finger_q, episode.finger_q)
+    np.testing.assert_allclose(back.actions, episode.actions, atol=1e-6)
+    np.testing.assert_allclose(back.time, episode.time, atol=1e-9)
+    for camera in CAMERAS:
+        np.testing.assert_array_equal(back.images[camera], episode.images[camera])
+    with open(path, 'rb') as f:
+        reader = make_reader(f)
+        assert reader.get_header().profile == 'ros2'
+        summary = reader.get_summary()
+        assert {c.compression for c in summary.chunk_indexes} == {'zstd'}
+        assert {ch.message_encoding for ch in summary.channels.values()} == {'cdr'}
+        assert {s.encoding for s in summary.schemas.values()} == {'ros2msg'}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)  # the module docstring warns about ROS 1 readers
+        from mcap_ros2.reader import read_ros2_messages
+        msgs = list(read_ros2_messages(str(path)))
+    by_topic = {}
+    for m in msgs:
+        by_topic.setdefault(m.channel.topic, []).append(m)
+    assert sorted(by_topic) == ['/camera/front_left/image_raw', '/camera/front_right/image_raw', '/gato/action',
+                                '/joint_states']
+    image = by_topic['/camera/front_left/image_raw'][5]
+    assert image.schema.name == 'sensor_msgs/msg/Image' and image.ros_msg.encoding == 'rgb8'
+    assert image.ros_msg.header.stamp.nanosec == 500_000_000 and image.log_time_ns == 500_000_000
+    joint_state = by_topic['/joint_states'][0].ros_msg
+    assert list(joint_state.name) == [*episode.info.joint_names, *episode.info.finger_joint_names]
+    assert by_topic['/gato/action'][0].schema.name == 'std_msgs/msg/Float64MultiArray'
+    assert read_info(path).task == ('red', 'blue')
+
+
+def test_corrupt_and_truncated_episodes_are_skipped_with_a_warning(tmp_path):
+    good = write(synthetic_episode(1), tmp_path / 'a_good.mcap')
+    data = good.read_bytes()
+    (tmp_path / 'b_truncated.mcap').write_bytes(data[:len(data) // 2])
+    (tmp_path / 'c_garbage.mcap').write_bytes(b'not an mcap file')
+    (tmp_path / 'd_unfinished.mcap.partial').write_bytes(data[:100])   # a recording in progress: not listed
+    with pytest.warns(UserWarning) as record:
+        episodes = load_episodes(tmp_path)
+    assert [e.info.seed for e in episodes] == [1]
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2
+    assert any('b_truncated.mcap' in m for m in messages) and any('c_garbage.mcap' in m for m in messages)
+    with pytest.raises(EpisodeError, match='b_truncated.mcap'):
+        read_episode(tmp_path / 'b_truncated.mcap')
+
+
+def test_record_command_writes_episodes_and_resumes(tmp_path, capsys):
+    args = ['record', '--robot', 'ur5e', '--out', str(tmp_path), '--image-size', '32', '--max-time', '1.0',
+            '--task', 'green,red', '--json']
+    assert cli([*args, '--episodes', '1']) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first['recorded'] == 1 and first['skipped'] == 0
+    assert cli([*args, '--episodes', '2']) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second['recorded'] == 1 and second['skipped'] == 1
+    episodes = load_episodes(tmp_path)
+    assert [(e.info.seed, e.info.task) for e in episodes] == [(0, ('green', 'red')), (1, ('green', 'red'))]
+    ep = episodes[0]
+    assert ep.info.steps == len(ep) == 10 and ep.images['front_left'].shape == (10, 32, 32, 3)
+    assert ep.info.success is False            # 1 s is too short to stack: recorded anyway, flagged
+    assert len(EpisodeDataset(episodes, DatasetConfig(context=256))) > 0
+
+
+def _source(seq, start=0):
+    """(episode seed, timestep) of each timestep's first image patch (pixels encode 20 * seed + t)."""
+    pixels = np.round((seq.patches[:, 0, 0, 0] * 4 + 1) * 255 / 2).astype(int)
+    bounds = seq.timestep_bounds()
+    patch_at = np.cumsum(seq.tokens == PATCH_PLACEHOLDER) - 1
+    return [divmod(int(pixels[patch_at[bounds[t]]]), 20) for t in range(start, seq.num_timesteps)]
+
+
+def test_dataset_windows_prompts_and_loss_mask():
+    episodes = [synthetic_episode(s) for s in range(3)] + [synthetic_episode(5, task=('green', 'red'))]
+    config = DatasetConfig(context=160, prompt_prob=0.25, seed=7)
+    ds = EpisodeDataset(episodes, config)
+    per_step = ds.episodes[0].tokens_per_timestep            # 2 patches + 6 joints + 6 tool + '|' + 5 actions
+    assert per_step == 20
+    prompted = from_end = 0
+    n = 400
+    for i in range(n):
+        seq = ds[(i // len(ds), i % len(ds))]
+        episode, start = ds.windows[i % len(ds)]
+        own_seed = ds.episodes[episode].episode.info.seed
+        assert len(seq) <= config.context and len(seq) % per_step == 0    # whole timesteps only
+        sources = _source(seq)
+        n_prompt = sum(s != own_seed for s, _ in sources)
+        prompt, window = sources[:n_prompt], sources[n_prompt:]
+        assert window == [(own_seed, start + k) for k in range(len(window))]  # prompt first, then the crop
+        action_mask = seq.loss_mask.reshape(-1, per_step)
+        assert not action_mask[:n_prompt].any()                              # prompts are not targets
+        assert action_mask[n_prompt:, -5:].all() and not action_mask[n_prompt:, :-5].any()
+        if prompt:
+            prompted += 1
+            peer = {s for s, _ in prompt}
+            assert len(peer) == 1 and peer != {own_seed} and peer <= {0, 1, 2}  # another episode, same task
+            assert [t for _, t in prompt] == list(range(prompt[0][1], prompt[0][1] + n_prompt))
+            assert n_prompt == 4 and len(window) == 4          # prompt_fraction 0.5 of 8 timesteps
+            from_end += prompt[-1][1] == 11
+        else:
+            assert len(window) == 8
+    # Seed 5 is alone in its task, so it never gets a prompt: 25% of the other 3/4 of the windows.
+    assert 0.12 < prompted / n < 0.26
+    assert 0.3 < from_end / prompted < 0.85   # half end-of-episode, half uniform (which ends there 1 in 9)
+    np.testing.assert_array_equal(ds[(1, 3)].tokens, ds[(1, 3)].tokens)  # reproducible per (epoch, index)
+    assert len({len(ds[(epoch, 0)]) for epoch in range(20)}) == 1       # prompt or not: same total length
+
+
+def test_demonstration_prompt_is_the_end_of_the_episode():
+    prompt = demonstration_prompt(synthetic_episode(2), tokens=70)
+    assert prompt.num_timesteps == 3 and not prompt.loss_mask.any()
+    assert [t for _, t in _source(prompt)] == [9, 10, 11]
+
+
+def test_collate_pads_right_and_keeps_patch_order():
+    ds = EpisodeDataset([synthetic_episode(s, steps=4) for s in (1, 2)], DatasetConfig(context=60, prompt_prob=0))
+    a, b = ds[0], ds[len(ds) - 1]
+    short = a.select_timesteps(0, 1)
+    batch = collate([short, b])
+    assert batch['tokens'].shape == (2, len(b))
+    assert (batch['local_pos'][0, len(short):] == -1).all() and not batch['loss_mask'][0, len(short):].any()
+    np.testing.assert_array_equal(batch['patches'].numpy(), np.concatenate([short.patches, b.patches]))
+
+
+def test_dataset_rejects_a_context_smaller_than_one_timestep():
+    with pytest.raises(ValueError, match='context=10'):
+        EpisodeDataset([synthetic_episode(1)], DatasetConfig(context=10))
+    with pytest.raises(ValueError, match='prompt_prob'):
+        DatasetConfig(prompt_prob=1.5)
+
+
+def test_writer_abort_leaves_no_episode(tmp_path):
+    profile = load_profile('ur5e')
+    with pytest.raises(RuntimeError):
+        with EpisodeWriter(tmp_path / 'x.mcap', 'ur5e', ('red', 'blue'), 0, 10.0, CAMERAS, profile.joint_names,
+                           profile.gripper_joint_names):
+            raise RuntimeError('sim crashed')
+    assert list(tmp_path.iterdir()) == []
+

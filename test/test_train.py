@@ -1,0 +1,130 @@
+"""Behaviour-cloning trainer: schedule, loss on the Gato mask, checkpoints, resume, the `train` command."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gato_ros.cli import main as cli
+from gato_ros.core.checkpoint import load_checkpoint
+from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset, collate
+from gato_ros.core.model import Gato, GatoConfig
+from gato_ros.core.train import TrainConfig, checkpoint_dirs, latest_checkpoint, learning_rate, train
+from gato_ros.core.train.trainer import TRAINING_STATE, BehaviourCloningLoss
+from test_data import synthetic_episode, write
+
+CONTEXT = 100   # 5 timesteps of 20 tokens (two 16x16 cameras)
+# Smaller than 'tiny' (whose 33025 x 256 embedding dominates a CPU step): the mechanics tests stay fast; the
+# slow test below trains the real 'tiny' preset on recorded episodes.
+MICRO = GatoConfig(n_layer=2, d_model=64, n_head=2, head_dim=32, d_ff=128, patch_channels=32, context=CONTEXT)
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    lr = [learning_rate(s, 1e-3, 10, 110, 0.1) for s in range(130)]
+    assert lr[0] == pytest.approx(1e-4) and lr[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(lr[:10], lr[1:10]))
+    assert all(a >= b for a, b in zip(lr[10:110], lr[11:110]))
+    assert lr[60] == pytest.approx(0.55e-3) and lr[110] == pytest.approx(1e-4) and lr[129] == pytest.approx(1e-4)
+
+
+def test_train_config_names_the_bad_field():
+    with pytest.raises(ValueError, match='TrainConfig.lr must be > 0'):
+        TrainConfig(lr=0.0)
+    with pytest.raises(ValueError, match='TrainConfig.min_lr_ratio'):
+        TrainConfig(min_lr_ratio=1.5)
+
+
+def _model(seed=0) -> Gato:
+    torch.manual_seed(seed)
+    return Gato(MICRO)
+
+
+def _dataset() -> EpisodeDataset:
+    return EpisodeDataset([synthetic_episode(s, steps=12) for s in range(4)], DatasetConfig(context=CONTEXT))
+
+
+CHECKPOINT_CONFIG = {'model': {}, 'tokenizer': {}, 'robot': {'joint_names': ['j']}, 'stats': {}}
+
+
+def test_loss_is_cross_entropy_on_action_targets_only():
+    torch.manual_seed(0)
+    model = _model().eval()
+    batch = collate([_dataset()[i] for i in range(3)])
+    _, reference = model(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
+                         batch['patch_cols'], loss_mask=batch['loss_mask'])
+    assert BehaviourCloningLoss(model)(**batch).item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp('ckpt')
+    cfg = TrainConfig(steps=16, batch_size=4, lr=1e-2, warmup_steps=3, checkpoint_every=8, log_every=4)
+    losses = train(_model(), _dataset(), cfg, out, CHECKPOINT_CONFIG, progress=False)
+    return out, cfg, losses
+
+
+def test_loss_drops(trained):
+    out, _, losses = trained
+    assert len(losses) == 16
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert first > 9.5            # ~ln(33025) = 10.4 at initialisation
+    assert last < first - 2.5, losses
+    log = [json.loads(line) for line in (out / 'train_log.jsonl').read_text().splitlines()]
+    assert [e['step'] for e in log] == [4, 8, 12, 16]
+
+
+def test_checkpoints_are_self_describing_and_resume_continues(trained):
+    out, cfg, losses = trained
+    assert [p.name for p in checkpoint_dirs(out)] == ['step-0000008', 'step-0000016']
+    assert latest_checkpoint(out).name == 'step-0000016'
+    _, config = load_checkpoint(out / 'step-0000016')
+    assert config['train']['step'] == 16 and config['train']['lr'] == cfg.lr
+    assert torch.load(out / 'step-0000016' / TRAINING_STATE, weights_only=True)['optimizer']['state']
+
+    more = train(_model(seed=1), _dataset(), dataclasses.replace(cfg, steps=20), out, CHECKPOINT_CONFIG,
+                 resume=True, progress=False)
+    assert len(more) == 4                                          # steps 16..19 only
+    assert more[0] < sum(losses[:3]) / 3 - 2.0                     # trained weights, not the fresh seed-1 model
+    assert [p.name for p in checkpoint_dirs(out)] == ['step-0000016', 'step-0000020']  # keeps the newest 2
+
+
+@pytest.mark.slow
+def test_train_command_tiny_on_recorded_episodes_loss_drops(tmp_path):
+    data = tmp_path / 'data'
+    assert cli(['record', '--robot', 'ur5e', '--episodes', '3', '--out', str(data), '--image-size', '16',
+                '--max-time', '4', '--json']) == 0
+    out = tmp_path / 'out'
+    assert cli(['train', '--data', str(data), '--include-failures', '--preset', 'tiny', '--out', str(out),
+                '--steps', '20', '--batch-size', '4', '--lr', '2e-3', '--warmup', '5', '--context', str(CONTEXT),
+                '--checkpoint-every', '10', '--no-progress']) == 0
+    log = [json.loads(line) for line in (out / 'train_log.jsonl').read_text().splitlines()]
+    assert log[-1]['step'] == 20 and log[-1]['loss'] < 8.0     # from ~10.4 = ln(33025) at initialisation
+    _, config = load_checkpoint(latest_checkpoint(out))
+    assert config['robot']['joint_names'][0] == 'shoulder_pan_joint' and 'ur5e' in config['robot']['specs']
+    assert config['data']['image_size'] == 16 and config['data']['episodes'] == 3
+    assert config['model']['context'] == CONTEXT and config['preset'] == 'tiny'
+    assert '--preset tiny' in config['command']
+    assert config['git_revision'] and config['tokenizer']['vocab_size'] == 33025
+    assert config['action_space']['dim'] == 5
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_two_cpu_processes(tmp_path):
+    data = tmp_path / 'data'
+    data.mkdir()
+    for seed in range(4):
+        write(synthetic_episode(seed), data / f'ep{seed}.mcap')
+    out = tmp_path / 'out'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    cmd = [str(Path(sys.executable).with_name('torchrun')), '--standalone', '--nproc_per_node', '2', '-m',
+           'gato_ros.cli', 'train', '--data', str(data), '--preset', 'tiny', '--out', str(out), '--steps', '4',
+           '--batch-size', '2', '--context', str(CONTEXT), '--device', 'cpu', '--no-progress']
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, config = load_checkpoint(latest_checkpoint(out))
+    assert config['train']['world_size'] == 2 and config['train']['step'] == 4
