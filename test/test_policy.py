@@ -113,3 +113,14 @@ def test_random_policy_is_flagged_and_reports_bad_observations(profiles):
     assert result.status is PolicyStatus.LATE and result.action.shape == (ACTION_DIM,)
     bad = policy.act({'proprio': np.array([np.nan], np.float32)})
     assert bad.status is PolicyStatus.INVALID_OBSERVATION and bad.action is None and 'proprio' in bad.reason
+
+
+def test_checkpoint_policy_runs_on_its_training_window(tmp_path, profiles):
+    ur5e, _ = profiles
+    torch.manual_seed(0)
+    model = Gato(MICRO)
+    save_checkpoint(tmp_path, model.state_dict(), {
+        'model': MICRO.to_dict(), 'tokenizer': tokenizer_config(), 'stats': {},
+        'robot': {'name': 'ur5e', 'joint_names': list(ur5e.joint_names)}, 'data': {'dataset': {'context': 128}}})
+    assert GatoPolicy.from_checkpoint(tmp_path, ur5e).engine.max_context == 128
+    assert GatoPolicy.from_checkpoint(tmp_path, ur5e, max_context=256).engine.max_context == 256

@@ -300,3 +300,4 @@ def test_reset_starts_a_new_episode_whose_clock_restarts():
     outs = h.run(50, goal=goal)
     assert outs[-1].status == SafetyStatus.OK, outs[-1].reason
     assert np.abs(h.q - goal).max() < np.abs(0.05) - 1e-3  # it moved towards the new goal
+

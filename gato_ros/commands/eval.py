@@ -52,9 +52,21 @@ def demonstration(robot: str, task, sim_config, runner_config):
                      f'{PROMPT_SEED + PROMPT_ATTEMPTS - 1}: no demonstration for the prompt')
 
 
+def demonstration_prompt_for(policy, robot: str, task, sim_config):
+    """The evaluation prompt for `task`: the end of a successful scripted demonstration, recorded at the
+    checkpoint's control rate, taking the share of the policy's window that training gave prompts."""
+    from gato_ros.core.data.dataset import DatasetConfig, demonstration_prompt
+    from gato_ros.core.sim.runner import RunnerConfig
+
+    data = policy.config.get('data', {})
+    fraction = data.get('dataset', {}).get('prompt_fraction', DatasetConfig().prompt_fraction)
+    runner_config = RunnerConfig(control_hz=float(data.get('control_hz', 10.0)), render=True)  # full length
+    return demonstration_prompt(demonstration(robot, tuple(task), sim_config, runner_config),
+                                int(policy.engine.max_context * fraction))
+
+
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('MUJOCO_GL', 'egl')
-    from gato_ros.core.data.dataset import DatasetConfig, demonstration_prompt
     from gato_ros.core.evaluation import EVAL_SEED, FrameRecorder, evaluate, write_latency_histogram, write_video
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
@@ -74,12 +86,7 @@ def run(args: argparse.Namespace) -> int:
                            cameras=tuple(data.get('cameras', SimConfig().cameras)))
     runner_config = RunnerConfig(control_hz=float(data.get('control_hz', 10.0)), max_time=args.max_time,
                                  render=True)
-    prompt = None
-    if args.prompt_task:
-        fraction = data.get('dataset', {}).get('prompt_fraction', DatasetConfig().prompt_fraction)
-        demo_config = RunnerConfig(control_hz=runner_config.control_hz, render=True)  # full-length episode
-        prompt = demonstration_prompt(demonstration(profile.name, task, sim_config, demo_config),
-                                      int(policy.model.config.context * fraction))
+    prompt = demonstration_prompt_for(policy, profile.name, task, sim_config) if args.prompt_task else None
     seed = EVAL_SEED if args.seed is None else args.seed
     frames = None if args.no_video else FrameRecorder()
     summary = evaluate(policy, sim_config, runner_config, args.episodes, seed, prompt, frames,

@@ -86,6 +86,10 @@ class GatoPolicy:
             model = Gato(model_config)
         check_state_dict(state_dict, model.state_dict(), str(path / 'model.safetensors'))
         model.load_state_dict(state_dict, strict=True, assign=True)
+        # Run on the window length the model was trained on: a longer one puts it out of distribution.
+        trained_context = config.get('data', {}).get('dataset', {}).get('context')
+        if trained_context is not None:
+            engine_options.setdefault('max_context', int(trained_context))
         return cls._build(model, config, deadline_s, False, device=device, compile=compile, **engine_options)
 
     @classmethod

@@ -85,7 +85,8 @@ class EpisodeReport:
     wall_time: float                # s
     commands: int                   # commands the sim received on the command topic
     commands_outside_limits: int    # of those, outside the profile's joint position limits
-    start_offset: float             # rad, max |first command - ready pose|: 0 = started from the reset pose
+    start_offset: float             # rad, max |first received command - ready pose|: ~0 = started from the reset
+    #                                 pose (the depth-1 command publisher may drop the very first few)
     proposal_times: list = field(default_factory=list)   # monotonic receive times of non-empty proposals
     holds: int = 0                  # empty "hold" proposals (policy skipped a step)
     latencies: list = field(default_factory=list)        # policy step latencies (s)
@@ -121,15 +122,9 @@ def checkpoint_prompt(policy, robot: str, sim_config):
     task = policy.config.get('demo', {}).get('prompt_task')
     if not task:
         return None
-    from gato_ros.commands.eval import demonstration
-    from gato_ros.core.data.dataset import DatasetConfig, demonstration_prompt
-    from gato_ros.core.sim import RunnerConfig
+    from gato_ros.commands.eval import demonstration_prompt_for
 
-    data = policy.config.get('data', {})
-    fraction = data.get('dataset', {}).get('prompt_fraction', DatasetConfig().prompt_fraction)
-    runner = RunnerConfig(control_hz=float(data.get('control_hz', 10.0)), render=True)
-    return demonstration_prompt(demonstration(robot, tuple(task), sim_config, runner),
-                                int(policy.model.config.context * fraction))
+    return demonstration_prompt_for(policy, robot, task, sim_config)
 
 
 class Recorder(Node):
@@ -143,7 +138,6 @@ class Recorder(Node):
         self.episode_index = 0
         self.status: dict = {}
         self.images: dict[str, np.ndarray] = {}
-        self.frames = 0
         self.success_png: Path | None = None
         self._next_frame = 0.0
         group = MutuallyExclusiveCallbackGroup()
@@ -170,7 +164,6 @@ class Recorder(Node):
             ep.success = True
             frame = self._compose()
             self.writer.append_data(frame)
-            self.frames += 1
             if self.success_png is None:
                 self.success_png = self.options.out / 'demo_success.png'
                 cv2.imwrite(str(self.success_png), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
@@ -204,7 +197,6 @@ class Recorder(Node):
                 return
             self._next_frame = max(self._next_frame + 1.0 / self.options.video_fps, stamp)
             self.writer.append_data(self._compose())
-            self.frames += 1
         return on_image
 
     def _compose(self) -> np.ndarray:
@@ -246,13 +238,15 @@ class Demo:
         opts.out.mkdir(parents=True, exist_ok=True)
         policy, image_size = None, 64
         if self.checkpoint:
+            import torch
             from gato_ros.core.policy import GatoPolicy
+            torch.set_num_threads(1)  # the sim, safety and video share this CPU: more threads fight them
             policy = GatoPolicy.from_checkpoint(self.checkpoint, profile)
             image_size = int(policy.config.get('data', {}).get('image_size', image_size))
             self.log(f'checkpoint {self.checkpoint}: the trained Gato policy drives the arm')
         bringup.init(['--params-file', str(resource_path('config', 'sim.yaml')), '--log-level', 'warn',
                       '-p', f'image_size:={image_size}', '-p', f'camera_rate:={CAMERA_RATE}'])
-        nodes, writer, sim_thread = [], None, None
+        recorder = writer = sim_thread = None
         handlers = {sig: signal.signal(sig, lambda *_: self.stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         episodes: list[EpisodeReport] = []
         start = time.monotonic()
@@ -268,9 +262,8 @@ class Demo:
             video = opts.out / 'demo.mp4'
             writer = imageio.get_writer(video, fps=opts.video_fps, codec='libx264', quality=7, macro_block_size=8,
                                         ffmpeg_log_level='error')
-            safety_topic = profile.command_topic
-            recorder = Recorder(opts, profile, tuple(sim_node.config.cameras), safety_topic, writer, self.mode)
-            nodes.append(recorder)
+            recorder = Recorder(opts, profile, tuple(sim_node.config.cameras), profile.command_topic, writer,
+                                self.mode)
             for index in range(opts.episodes):
                 seed = opts.seed + index
                 if index:
@@ -283,8 +276,8 @@ class Demo:
                 sim_thread.stop()
             if writer is not None:
                 writer.close()
-            for node in reversed(nodes):
-                node.destroy_node()
+            if recorder is not None:
+                recorder.destroy_node()
             rclpy.try_shutdown()
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -355,7 +348,7 @@ class Demo:
                  f"{'SUCCESS' if ep.success else 'failed (' + (ep.reason or 'time limit') + ')'} after "
                  f'{ep.sim_time:.1f} s sim / {ep.wall_time:.1f} s wall; policy {rate:.1f} Hz '
                  f'({ep.holds} holds), {ep.commands} commands ({ep.commands_outside_limits} outside limits), '
-                 f'first command {ep.start_offset:.4f} rad from the reset pose')
+                 f'first received command {ep.start_offset:.4f} rad from the reset pose')
 
     def _summary(self, episodes: list[EpisodeReport], seconds: float, video: Path, success_png) -> dict:
         latencies = np.concatenate([np.asarray(e.latencies) for e in episodes]) * 1e3

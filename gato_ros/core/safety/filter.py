@@ -259,8 +259,10 @@ class SafetyFilter:
         """Bounds for this tick (with the rounding slack), relaxed to the commanded position and its tool point
         where they lie outside (a start outside): then only motion that does not increase the violation passes."""
         p, x = self._position, self._tool
-        self._relaxed = (np.minimum(self._lower, p) - _TOLERANCE, np.maximum(self._upper, p) + _TOLERANCE,
-                         np.minimum(self._box_min, x) - _TOLERANCE, np.maximum(self._box_max, x) + _TOLERANCE)
+        # The slack is added to the bound, not to the position: relaxing to p - slack would let a command resting
+        # in the slack creep one slack further out every tick.
+        self._relaxed = (np.minimum(self._lower - _TOLERANCE, p), np.maximum(self._upper + _TOLERANCE, p),
+                         np.minimum(self._box_min - _TOLERANCE, x), np.maximum(self._box_max + _TOLERANCE, x))
 
     def _violation(self, v: np.ndarray, dt: float, explain: bool = False):
         """(None, tool position at P + v*dt) for an admissible velocity, else ((is_joint, reason), None);

@@ -164,6 +164,8 @@ class SafetyControllerNode(Node):
 
     def _tick(self):
         now = self._now()
+        if self._last_tick is not None and now <= self._last_tick:
+            return  # on sim time a timer can fire twice per /clock message: the last command is still current
         self._update_inputs()
         if self._measured is None:
             if self._status[0] is not SafetyStatus.INVALID_INPUT:
