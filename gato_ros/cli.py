@@ -17,6 +17,7 @@ COMMANDS = {
     'record': 'Record expert demonstrations to MCAP (rosbag2 layout)',
     'train': 'Behaviour cloning of a Gato checkpoint from recorded demonstrations',
     'eval': 'Closed-loop evaluation of a checkpoint in simulation',
+    'export': 'Deployable copy of a checkpoint (bf16 weights, no optimizer state)',
 }
 
 

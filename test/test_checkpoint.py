@@ -78,3 +78,17 @@ def test_missing_directory_files_and_unsaveable_config(tmp_path, checkpoint):
         load_checkpoint(checkpoint)
     with pytest.raises(CheckpointError, match='not plain JSON'):
         save_checkpoint(tmp_path / 'nan', state_dict(), {**CONFIG, 'stats': {'mean': float('nan')}})
+
+
+def test_export_casts_weights_and_keeps_the_config(tmp_path):
+    import torch
+    from gato_ros.core.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint
+    weights = {'w': torch.randn(4, 3), 'steps': torch.tensor([7])}
+    config = {'model': {'n': 1}, 'tokenizer': {}, 'robot': {'joint_names': ['a']}, 'stats': {}}
+    save_checkpoint(tmp_path / 'src', weights, config)
+    export_checkpoint(tmp_path / 'src', tmp_path / 'dst', torch.bfloat16, {'demo': {'prompt_task': ['red', 'blue']}})
+    state, loaded = load_checkpoint(tmp_path / 'dst')
+    assert state['w'].dtype == torch.bfloat16 and state['steps'].dtype == torch.int64
+    torch.testing.assert_close(state['w'].float(), weights['w'], atol=1e-2, rtol=1e-2)
+    assert loaded['model'] == {'n': 1} and loaded['weights_dtype'] == 'bfloat16'
+    assert loaded['demo'] == {'prompt_task': ['red', 'blue']}

@@ -120,3 +120,15 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], model_state_dict: M
     if mismatched:
         more = f' (and {len(mismatched) - 3} more mismatched tensors)' if len(mismatched) > 3 else ''
         raise CheckpointError(f'{source}: ' + '; '.join(mismatched[:3]) + more)
+
+
+def export_checkpoint(source, destination, dtype: torch.dtype = torch.bfloat16, extra_config: Mapping | None = None
+                      ) -> pathlib.Path:
+    """Copy a checkpoint for deployment with its floating-point weights cast to `dtype` (bf16 halves the file;
+    the engine casts to its own dtype at load) and `extra_config` merged into config.json. Training state
+    (optimizer, schedule) is not copied."""
+    state_dict, config = load_checkpoint(source)
+    weights = {name: t.to(dtype) if t.is_floating_point() else t for name, t in state_dict.items()}
+    config = {key: value for key, value in config.items() if key != 'format_version'}
+    config.update({'weights_dtype': str(dtype).removeprefix('torch.'), **(extra_config or {})})
+    return save_checkpoint(destination, weights, config)
