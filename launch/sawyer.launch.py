@@ -1,54 +1,23 @@
-"""Sawyer: policy_node + safety_controller_node beside its ros2_control port, robot_state_publisher for rviz.
+"""Sawyer: arm.launch.py (policy_node + safety_controller_node + robot_state_publisher) beside its ros2_control port.
 
 Start the ros2_control port first with forward_position_controller active (docs/ros.md), then:
-  ros2 launch gato_ros sawyer.launch.py checkpoint:=/path/to/checkpoint device:=cuda
+  ros2 launch gato_ros sawyer.launch.py checkpoint:=/path/to/checkpoint
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import Command, LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description():
-    share = FindPackageShare('gato_ros')
-    use_sim_time = ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)
     return LaunchDescription([
         DeclareLaunchArgument('robot', default_value='sawyer',
                               description='robot profile: sawyer or a profile YAML path'),
-        DeclareLaunchArgument('checkpoint', default_value='',
-                              description='Gato checkpoint directory (model.safetensors + config.json)'),
-        DeclareLaunchArgument('allow_random_weights', default_value='false',
-                              description='run random weights without a checkpoint (bring-up only)'),
-        DeclareLaunchArgument('device', default_value='cpu', description='torch device: cpu, cuda, cuda:N'),
-        DeclareLaunchArgument('use_sim_time', default_value='false', description='use /clock time'),
-        DeclareLaunchArgument('command_interface', default_value='forward_position',
-                              description='forward_position, forward_velocity or joint_trajectory; '
-                                          'the matching controller must be active'),
         DeclareLaunchArgument('robot_state_publisher', default_value='true',
                               description='start robot_state_publisher with the gato_ros URDF (for rviz)'),
-        Node(package='gato_ros', executable='policy_node', name='policy_node', namespace='gato',
-             output='screen',
-             parameters=[PathJoinSubstitution([share, 'config', 'policy.yaml']),
-                         {'robot': LaunchConfiguration('robot'),
-                          'checkpoint': LaunchConfiguration('checkpoint'),
-                          'allow_random_weights': ParameterValue(LaunchConfiguration('allow_random_weights'),
-                                                                 value_type=bool),
-                          'device': LaunchConfiguration('device'),
-                          'use_sim_time': use_sim_time}]),
-        Node(package='gato_ros', executable='safety_controller_node', name='safety_controller_node',
-             namespace='gato', output='screen',
-             parameters=[PathJoinSubstitution([share, 'config', 'safety_controller.yaml']),
-                         {'robot': LaunchConfiguration('robot'),
-                          'command_interface': LaunchConfiguration('command_interface'),
-                          'use_sim_time': use_sim_time}]),
-        Node(package='robot_state_publisher', executable='robot_state_publisher', output='screen',
-             condition=IfCondition(LaunchConfiguration('robot_state_publisher')),
-             parameters=[{'robot_description': ParameterValue(
-                              Command(['cat ', PathJoinSubstitution([share, 'urdf', 'sawyer.urdf'])]),
-                              value_type=str),
-                          'use_sim_time': use_sim_time}]),
+        IncludeLaunchDescription(
+            PathJoinSubstitution([FindPackageShare('gato_ros'), 'launch', 'arm.launch.py']),
+            launch_arguments={'robot': LaunchConfiguration('robot'),
+                              'robot_state_publisher': LaunchConfiguration('robot_state_publisher')}.items()),
     ])
