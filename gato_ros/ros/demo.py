@@ -41,9 +41,11 @@ from gato_ros.core.sim import ScriptedExpert, SimObservation
 from gato_ros.resources import resource_path, share_dir
 from gato_ros.ros import bringup
 
-EXPERT_NOTICE = ('No trained checkpoint is committed yet: the scripted expert drives the arm through the same ROS '
-                 'topics (policy_node -> ~/proposal -> safety_controller_node -> '
-                 '/forward_position_controller/commands -> sim).')
+EXPERT_NOTICE = ('No checkpoint that stacks is committed yet (checkpoints/gato-stack-tiny, trained here on CPU, '
+                 'stacked 0/10 in gato-ros eval: see its MODEL_CARD.md): the scripted expert drives the arm through '
+                 'the same ROS topics (policy_node -> ~/proposal -> safety_controller_node -> '
+                 '/forward_position_controller/commands -> sim). The learned policy: '
+                 'gato-ros demo --checkpoint checkpoints/gato-stack-tiny')
 DEFAULT_CHECKPOINT = ('checkpoints', 'gato-stack')
 PROPOSAL_TOPIC = '/gato/policy_node/proposal'
 TASK_STATUS_TOPIC = '/gato/sim/task_status'
