@@ -24,7 +24,6 @@ setup(
     maintainer_email='gato-ros@example.com',
     description='Gato-style generalist transformer policy for ROS 2 robot arms',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'gato-ros = gato_ros.cli:main',

@@ -13,11 +13,10 @@ import pytest
 import yaml
 
 from gato_ros.ros import params
-from gato_ros.ros.nodes.sim_node import SimNodeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
-NODE_CONFIGS = {**params.NODE_CONFIGS, 'sim_node': SimNodeConfig}
+NODE_CONFIGS = params.NODE_CONFIGS
 # Declared by each launch file itself or by a launch file it includes (which sees the same command line).
 REQUIRED_ARGUMENTS = {'robot', 'checkpoint', 'device', 'use_sim_time', 'command_interface'}
 

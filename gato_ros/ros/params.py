@@ -100,7 +100,44 @@ class SafetyNodeConfig:
         _check('safety_controller_node', self)
 
 
-NODE_CONFIGS = {'policy_node': PolicyNodeConfig, 'safety_controller_node': SafetyNodeConfig}
+@dataclass(frozen=True)
+class SimNodeConfig:
+    """sim_node parameters (config/sim.yaml)."""
+    robot: str = _param('ur5e', 'robot profile: ur5e, sawyer or a profile YAML path')
+    task: tuple[str, ...] = _param(('red', 'blue'), 'stack task[0] on task[1]: two of red, green, blue')
+    seed: int = _param(0, 'seed of the first episode; ~/reset uses the next one', range=(0, 2**31 - 1))
+    rate: float = _param(250.0, 'simulation steps and /joint_states, /clock messages per second of wall time (Hz)',
+                         range=(100.0, 1000.0))
+    rate_factor: float = _param(1.0, 'sim seconds per wall second (1 = real time)', range=(0.1, 10.0))
+    cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
+                                      'cameras to publish on /camera/<name>/image_raw (gato_ros.core.sim.CAMERAS)')
+    image_size: int = _param(64, 'camera image width = height (px)', range=(16, 1024))
+    camera_rate: float = _param(15.0, 'camera images per second of wall time (Hz)', range=(1.0, 30.0))
+    status_rate: float = _param(5.0, 'task status messages per second of wall time (Hz)', range=(0.5, 50.0))
+    joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState, arm then finger joints')
+    position_command_topic: str = _param('/forward_position_controller/commands',
+                                         'std_msgs/Float64MultiArray joint positions, profile joint order')
+    velocity_command_topic: str = _param('/forward_velocity_controller/commands',
+                                         'std_msgs/Float64MultiArray joint velocities, profile joint order')
+    trajectory_command_topic: str = _param('/joint_trajectory_controller/joint_trajectory',
+                                           'trajectory_msgs/JointTrajectory; header stamp 0 = start on receipt')
+    gripper_topic: str = _param('/gripper_controller/commands',
+                                'std_msgs/Float64MultiArray, one value 0 open .. 1 closed')
+    task_status_topic: str = _param('/gato/sim/task_status', 'std_msgs/String with the task status as JSON')
+
+    def __post_init__(self):
+        from gato_ros.core.sim import SimConfig  # imports MuJoCo: only when a sim_node is configured
+
+        _check('sim_node', self)
+        try:
+            SimConfig(robot=self.robot, task=tuple(self.task), cameras=tuple(self.cameras),
+                      image_size=self.image_size)
+        except ValueError as error:
+            raise ParamError(f'sim_node parameters task / cameras / image_size: {error}') from None
+
+
+NODE_CONFIGS = {'policy_node': PolicyNodeConfig, 'safety_controller_node': SafetyNodeConfig,
+                'sim_node': SimNodeConfig}
 C = TypeVar('C')
 
 
