@@ -46,6 +46,10 @@ class PolicyNodeConfig:
     preset: str = _param('tiny', 'model preset for random weights (ignored with a checkpoint)')
     seed: int = _param(0, 'seed of the random weights', range=(0, 2**31 - 1))
     device: str = _param('cpu', 'torch device: cpu, cuda, cuda:N')
+    max_context: int = _param(0, "policy context window (tokens); 0 = the checkpoint's training window (random "
+                              "weights: the model's context). Smaller = cheaper steps", range=(0, 65536))
+    threads: int = _param(1, 'torch CPU threads for the policy (0 = torch default); 1 leaves a core to the '
+                          'safety loop and the other nodes', range=(0, 256))
     cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
                                       "camera names; the observation keys are 'image_<name>'")
     camera_topics: tuple[str, ...] = _param(

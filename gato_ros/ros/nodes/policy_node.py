@@ -54,13 +54,18 @@ def load_policy(config: PolicyNodeConfig, profile):
         raise StartupError("policy_node: no checkpoint (parameter 'checkpoint' is empty). Give a trained "
                            'checkpoint directory, or set allow_random_weights:=true to run RANDOM weights '
                            '(bring-up and tests only: the arm moves meaninglessly)')
-    from gato_ros.core.policy import GatoPolicy  # imports torch: only once a policy is really built
+    import torch  # only once a policy is really built
 
+    from gato_ros.core.policy import GatoPolicy
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    options = dict(device=config.device, seed=config.seed, deadline_s=config.deadline)
+    if config.max_context:
+        options['max_context'] = config.max_context
     if config.checkpoint:
-        return GatoPolicy.from_checkpoint(config.checkpoint, profile, device=config.device, seed=config.seed,
-                                          deadline_s=config.deadline)
-    return GatoPolicy.random(config.preset, profile, device=config.device, seed=config.seed,
-                             deadline_s=config.deadline)
+        return GatoPolicy.from_checkpoint(config.checkpoint, profile, **options)
+    return GatoPolicy.random(config.preset, profile, **options)
 
 
 def _stamp(msg, received: float) -> float:
