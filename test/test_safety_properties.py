@@ -173,7 +173,8 @@ def check_sequence(name, seed, ticks):
 # slack further out per tick (the bounds were relaxed to the position minus the slack).
 CREEP_AT_A_BOUND = ([('keep', 'nominal', 0)] * 15 + [('small', 'nominal', 0)] + [('keep', 'nominal', 0)] * 5
                     + [('cartesian', 'nominal', 0)] + [('keep', 'nominal', 0)] * 20
-                    + [('keep', 'late', 0), ('jump', 'nominal', 8), ('small', 'nominal', 67971), ('cartesian', 'nominal', 0)])
+                    + [('keep', 'late', 0), ('jump', 'nominal', 8), ('small', 'nominal', 67971),
+                       ('cartesian', 'nominal', 0)])
 
 
 @pytest.mark.parametrize('name', ROBOTS)

@@ -95,7 +95,8 @@ class SafetyFilter:
         return self._estop_latched
 
     def reset(self, q: np.ndarray) -> None:
-        """Start from the measured position q at rest (start-up, new episode). Keeps an e-stop latch; raises on bad q."""
+        """Start from the measured position q at rest (start-up, new episode). Keeps an e-stop latch; raises on
+        bad q."""
         v = _vector(q, self._n)
         if v is None:
             raise ValueError(f'SafetyFilter.reset: q must be {self._n} finite joint positions for '
