@@ -124,3 +124,11 @@ def test_checkpoint_policy_runs_on_its_training_window(tmp_path, profiles):
         'robot': {'name': 'ur5e', 'joint_names': list(ur5e.joint_names)}, 'data': {'dataset': {'context': 128}}})
     assert GatoPolicy.from_checkpoint(tmp_path, ur5e).engine.max_context == 128
     assert GatoPolicy.from_checkpoint(tmp_path, ur5e, max_context=256).engine.max_context == 256
+
+
+def test_gripper_closure_is_the_mean_finger_travel():
+    from gato_ros.core.observation import gripper_closure
+    closed, opened = [0.0, 0.0], [0.04, 0.04]
+    np.testing.assert_allclose(gripper_closure([[0.04, 0.04], [0.0, 0.0], [0.02, 0.01], [0.05, -0.01]],
+                                               closed, opened), [0.0, 1.0, 0.625, 0.5])
+    assert gripper_closure([0.06, 0.06], closed, opened) == 0.0  # beyond open clips to 0

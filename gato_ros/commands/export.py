@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
     extra = {'demo': {'prompt_task': list(args.prompt_task)}} if args.prompt_task else None
-    out = export_checkpoint(latest_checkpoint(args.checkpoint), args.out, dtype, extra)
+    source = latest_checkpoint(args.checkpoint)
+    out = export_checkpoint(source, args.out, dtype, extra)
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
-    print(f'exported {latest_checkpoint(args.checkpoint)} -> {out} ({args.dtype}, {size:.1f} MiB)')
+    print(f'exported {source} -> {out} ({args.dtype}, {size:.1f} MiB)')
     return 0

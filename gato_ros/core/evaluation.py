@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .data.dataset import gripper_closure, robot_model
+from .data.dataset import robot_model
+from .observation import gripper_closure
 from .observation import build_observation
 from .robots import ACTION_DIM, tool_yaw
 from .sim import SimConfig, StackingSim

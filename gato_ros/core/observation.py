@@ -29,6 +29,14 @@ def _finite(name: str, value, shape: tuple | None = None) -> np.ndarray:
     return arr
 
 
+def gripper_closure(finger_q, closed, opened) -> np.ndarray:
+    """Finger joint positions (..., k) -> gripper closure (...,) 0 open .. 1 closed: the mean finger travel
+    between the URDF's open and closed limits. The simulator, recording and policy_node all measure it so."""
+    closed, opened = np.asarray(closed, dtype=np.float64), np.asarray(opened, dtype=np.float64)
+    travel = (opened - np.asarray(finger_q, dtype=np.float64)) / (opened - closed)
+    return np.clip(travel.mean(axis=-1), 0.0, 1.0)
+
+
 def build_observation(images: Mapping[str, np.ndarray], q, gripper: float, tool_pos, tool_yaw: float) -> dict:
     """Camera name -> uint8 (H, W, 3) RGB image, joint positions q (n,), gripper in [0, 1] (0 = open),
     tool position (3,) and yaw (rad) -> the observation dict. Raises ValueError naming the bad field."""

@@ -19,7 +19,7 @@ from functools import cache
 import numpy as np
 import torch
 
-from ..observation import build_observation
+from ..observation import build_observation, gripper_closure
 from ..robots import Kinematics, load_profile, tool_yaw
 from ..robots.profile import urdf_limits
 from ..tokenizer import TokenSequence, tokenize_timestep
@@ -51,11 +51,6 @@ def robot_model(robot: str) -> tuple[Kinematics, np.ndarray, np.ndarray]:
     limits = urdf_limits(profile.urdf_path, profile.gripper_joint_names)
     closed, opened = np.array([limits[n][:2] for n in profile.gripper_joint_names]).T
     return Kinematics(profile), closed, opened
-
-
-def gripper_closure(finger_q: np.ndarray, closed: np.ndarray, opened: np.ndarray) -> np.ndarray:
-    """Finger positions (T, k) -> (T,) 0 open .. 1 closed, the mean finger travel (as StackingSim reports)."""
-    return np.clip(((opened - finger_q) / (opened - closed)).mean(axis=-1), 0.0, 1.0)
 
 
 class EpisodeTokens:

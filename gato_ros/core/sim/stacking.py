@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from gato_ros.core.observation import gripper_closure
 from gato_ros.core.robots import load_profile, tool_yaw
 from gato_ros.core.sim.scene import ROBOT_CONTYPE, SimConfig, build_model
 from gato_ros.core.sim.task import BLOCK_COLORS, TaskStatus, cube_yaw, sample_block_xy, stack_reason
@@ -138,11 +139,10 @@ class StackingSim:
     def state(self) -> SimState:
         d = self.data
         finger = d.qpos[self._finger_qpos].copy()
-        closing = (self._finger_open - finger) / (self._finger_open - self._finger_closed)
         rotation = d.xmat[self._tool].reshape(3, 3)
         q, qd = self.joint_positions()
         return SimState(
-            time=self.time, q=q, qd=qd, gripper=float(np.clip(closing.mean(), 0.0, 1.0)), finger_q=finger,
+            time=self.time, q=q, qd=qd, gripper=float(gripper_closure(finger, self._finger_closed, self._finger_open)), finger_q=finger,
             tool_pos=d.xpos[self._tool].copy(), tool_yaw=tool_yaw(rotation),
             blocks={c: self.block_pose(c) for c in BLOCK_COLORS})
 

@@ -24,7 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
 
-from gato_ros.core.observation import build_observation
+from gato_ros.core.observation import build_observation, gripper_closure
 from gato_ros.core.robots import CartesianActionSpace, Kinematics, load_profile, tool_yaw
 from gato_ros.core.robots.profile import urdf_limits
 from gato_ros.core.safety import Proposal
@@ -211,8 +211,7 @@ class PolicyNode(Node):
         if not all(name in index for name in self.profile.gripper_joint_names):
             return self._gripper_command
         finger = np.array([msg.position[index[name]] for name in self.profile.gripper_joint_names])
-        closing = (self._finger_open - finger) / (self._finger_open - self._finger_closed)
-        return float(np.clip(closing.mean(), 0.0, 1.0))
+        return float(gripper_closure(finger, self._finger_closed, self._finger_open))
 
     def _skip(self, status: PolicyNodeStatus, reason: str):
         with self._publish_lock:
