@@ -21,7 +21,7 @@ import torch
 
 from ..observation import build_observation, gripper_closure
 from ..robots import Kinematics, load_profile, tool_yaw
-from ..robots.profile import urdf_limits
+from ..robots.profile import finger_limits
 from ..tokenizer import TokenSequence, tokenize_timestep
 from .mcap_io import Episode
 
@@ -48,9 +48,7 @@ class DatasetConfig:
 def robot_model(robot: str) -> tuple[Kinematics, np.ndarray, np.ndarray]:
     """Kinematics and the finger joints' (closed, open) positions: the URDF's lower and upper limits."""
     profile = load_profile(robot)
-    limits = urdf_limits(profile.urdf_path, profile.gripper_joint_names)
-    closed, opened = np.array([limits[n][:2] for n in profile.gripper_joint_names]).T
-    return Kinematics(profile), closed, opened
+    return Kinematics(profile), *finger_limits(profile)
 
 
 class EpisodeTokens:

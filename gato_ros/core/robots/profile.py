@@ -120,6 +120,13 @@ def urdf_limits(urdf_path: Path, joints) -> dict[str, tuple[float, float, float]
     return limits
 
 
+def finger_limits(profile: 'RobotProfile') -> tuple[np.ndarray, np.ndarray]:
+    """(closed, open) positions of the gripper's finger joints: their URDF lower and upper limits."""
+    limits = urdf_limits(profile.urdf_path, profile.gripper_joint_names)
+    closed, opened = np.array([limits[n][:2] for n in profile.gripper_joint_names], dtype=np.float64).T
+    return closed, opened
+
+
 def load_profile(name_or_path: str) -> RobotProfile:
     """Load 'ur5e' / 'sawyer' (config/robots/<name>.yaml) or a YAML path; raises ProfileError."""
     path = Path(name_or_path)

@@ -26,7 +26,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from gato_ros.core.observation import build_observation, gripper_closure
 from gato_ros.core.robots import CartesianActionSpace, Kinematics, load_profile, tool_yaw
-from gato_ros.core.robots.profile import urdf_limits
+from gato_ros.core.robots.profile import finger_limits
 from gato_ros.core.safety import Proposal
 from gato_ros.ros import conversions, params
 from gato_ros.ros.params import PolicyNodeConfig
@@ -84,9 +84,7 @@ class PolicyNode(Node):
         self.policy = policy if policy is not None else load_policy(self.config, self.profile)
         if getattr(self.policy, 'random_weights', False):
             self.get_logger().warning('RANDOM WEIGHTS: the proposals are meaningless (bring-up/tests only)')
-        fingers = urdf_limits(self.profile.urdf_path, self.profile.gripper_joint_names)
-        self._finger_closed = np.array([fingers[n][0] for n in self.profile.gripper_joint_names])
-        self._finger_open = np.array([fingers[n][1] for n in self.profile.gripper_joint_names])
+        self._finger_closed, self._finger_open = finger_limits(self.profile)
 
         self._images: dict[str, tuple[Image | CompressedImage, float]] = {}
         self._joint_state: tuple[JointState, float] | None = None
