@@ -17,6 +17,8 @@ COMMANDS = {
     'record': 'Record expert demonstrations to MCAP (rosbag2 layout)',
     'train': 'Behaviour cloning of a Gato checkpoint from recorded demonstrations',
     'eval': 'Closed-loop evaluation of a checkpoint in simulation',
+    'dagger': 'One DAgger round: the policy drives, the scripted expert labels every visited state',
+    'diagnose': 'Teacher-forced action error of a checkpoint on held-out episodes, next to trivial baselines',
     'export': 'Deployable copy of a checkpoint (bf16 weights, no optimizer state)',
 }
 

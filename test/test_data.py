@@ -145,7 +145,7 @@ def test_dataset_windows_prompts_and_loss_mask():
     prompted = from_end = 0
     n = 400
     for i in range(n):
-        seq = ds[(i // len(ds), i % len(ds))]
+        seq = ds[(i // len(ds), i % len(ds))].sequence
         episode, start = ds.windows[i % len(ds)]
         own_seed = ds.episodes[episode].episode.info.seed
         assert len(seq) <= config.context and len(seq) % per_step == 0    # whole timesteps only
@@ -168,8 +168,8 @@ def test_dataset_windows_prompts_and_loss_mask():
     # Seed 5 is alone in its task, so it never gets a prompt: 25% of the other 3/4 of the windows.
     assert 0.12 < prompted / n < 0.26
     assert 0.3 < from_end / prompted < 0.85   # half end-of-episode, half uniform (which ends there 1 in 9)
-    np.testing.assert_array_equal(ds[(1, 3)].tokens, ds[(1, 3)].tokens)  # reproducible per (epoch, index)
-    assert len({len(ds[(epoch, 0)]) for epoch in range(20)}) == 1       # prompt or not: same total length
+    np.testing.assert_array_equal(ds[(1, 3)].sequence.tokens, ds[(1, 3)].sequence.tokens)  # reproducible per (epoch, index)
+    assert len({len(ds[(epoch, 0)].sequence) for epoch in range(20)}) == 1       # prompt or not: same total length
 
 
 def test_demonstration_prompt_is_the_end_of_the_episode():
@@ -180,7 +180,7 @@ def test_demonstration_prompt_is_the_end_of_the_episode():
 
 def test_collate_pads_right_and_keeps_patch_order():
     ds = EpisodeDataset([synthetic_episode(s, steps=4) for s in (1, 2)], DatasetConfig(context=60, prompt_prob=0))
-    a, b = ds[0], ds[len(ds) - 1]
+    a, b = ds[0].sequence, ds[len(ds) - 1].sequence
     short = a.select_timesteps(0, 1)
     batch = collate([short, b])
     assert batch['tokens'].shape == (2, len(b))

@@ -55,14 +55,14 @@ def demonstration(robot: str, task, sim_config, runner_config):
 def demonstration_prompt_for(policy, robot: str, task, sim_config):
     """The evaluation prompt for `task`: the end of a successful scripted demonstration, recorded at the
     checkpoint's control rate, taking the share of the policy's window that training gave prompts."""
-    from gato_ros.core.data.dataset import DatasetConfig, demonstration_prompt
+    from gato_ros.core.data.dataset import demonstration_prompt
     from gato_ros.core.sim.runner import RunnerConfig
 
-    data = policy.config.get('data', {})
-    fraction = data.get('dataset', {}).get('prompt_fraction', DatasetConfig().prompt_fraction)
-    runner_config = RunnerConfig(control_hz=float(data.get('control_hz', 10.0)), render=True)  # full length
+    if policy.spec.prompt_fraction == 0:
+        raise SystemExit('this checkpoint was trained without demonstration prompts; --prompt-task needs one that was')
+    runner_config = RunnerConfig(control_hz=policy.spec.control_hz, render=True)  # full length
     return demonstration_prompt(demonstration(robot, tuple(task), sim_config, runner_config),
-                                int(policy.engine.max_context * fraction))
+                                int(policy.engine.max_context * policy.spec.prompt_fraction))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,12 +80,10 @@ def run(args: argparse.Namespace) -> int:
     deadline = args.deadline_ms / 1e3
     profile = load_profile(args.robot)
     policy = GatoPolicy.from_checkpoint(checkpoint, profile, device=args.device, deadline_s=deadline)
-    data = policy.config.get('data', {})   # the observation layout the checkpoint was trained on
+    spec = policy.spec   # the observation layout and rate the checkpoint was trained on
     task = args.prompt_task or args.task
-    sim_config = SimConfig(robot=args.robot, task=task, image_size=int(data.get('image_size', 64)),
-                           cameras=tuple(data.get('cameras', SimConfig().cameras)))
-    runner_config = RunnerConfig(control_hz=float(data.get('control_hz', 10.0)), max_time=args.max_time,
-                                 render=True)
+    sim_config = SimConfig(robot=args.robot, task=task, image_size=spec.image_size, cameras=spec.cameras)
+    runner_config = RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True)
     prompt = demonstration_prompt_for(policy, profile.name, task, sim_config) if args.prompt_task else None
     seed = EVAL_SEED if args.seed is None else args.seed
     frames = None if args.no_video else FrameRecorder()

@@ -15,14 +15,17 @@ import torch
 from gato_ros.core.data import load_episodes
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset
 from gato_ros.core.model import PRESETS, Gato, preset
+from gato_ros.core.policy_spec import DECODINGS, PolicySpec
 from gato_ros.core.robots import load_profile
 from gato_ros.core.tokenizer.sequence import tokenizer_config
-from gato_ros.core.train import TrainConfig, train
+from gato_ros.core.checkpoint import load_checkpoint
+from gato_ros.core.train import TrainConfig, latest_checkpoint, train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    parser.add_argument('--data', required=True, type=Path, help='directory of recorded episodes (*.mcap)')
+    parser.add_argument('--data', required=True, type=Path, nargs='+',
+                        help='directories of recorded episodes (*.mcap): demonstrations and DAgger rounds')
     parser.add_argument('--preset', default='tiny', choices=sorted(PRESETS), help='model preset (default tiny)')
     parser.add_argument('--out', required=True, type=Path, help='checkpoint directory (step-NNNNNNN/ inside)')
     parser.add_argument('--steps', type=int, default=defaults.steps, help=f'optimizer steps ({defaults.steps})')
@@ -36,14 +39,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='tokens per training sequence (default: the preset\'s context, 1024)')
     parser.add_argument('--prompt-prob', type=float, default=DatasetConfig().prompt_prob,
                         help='share of sequences with a demonstration prompt (Gato: 0.25)')
+    parser.add_argument('--label-sigma', type=float, default=defaults.label_sigma,
+                        help=f'HL-Gauss action target width in action units, 0 = one-hot ({defaults.label_sigma})')
+    parser.add_argument('--aux-weight', type=float, default=defaults.aux_weight,
+                        help=f'weight of the auxiliary block-pose regression, 0 = off ({defaults.aux_weight})')
+    parser.add_argument('--full-head', action='store_true',
+                        help='score action targets over the whole vocabulary (default: the 1024 action bins)')
+    parser.add_argument('--decoding', choices=DECODINGS, default=None,
+                        help="action decoding written into the checkpoint's PolicySpec (default: 'mean' with "
+                             "--label-sigma > 0, else 'argmax')")
+    parser.add_argument('--bf16', action='store_true', help='bfloat16 autocast on CPU (CUDA always uses it)')
     parser.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
     parser.add_argument('--seed', type=int, default=defaults.seed, help='initialisation and data order seed')
     parser.add_argument('--workers', type=int, default=defaults.num_workers, help='DataLoader worker processes')
+    parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch decides)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
                         help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--include-failures', action='store_true',
                         help='also train on episodes where the expert failed (default: successful ones only)')
     parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
+    parser.add_argument('--init', type=Path, default=None,
+                        help='start from these weights (a checkpoint of the same shape), e.g. the previous DAgger round')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -81,10 +97,11 @@ def robot_section(robots: list[str]) -> dict:
                              'gripper_joint_names': list(p.gripper_joint_names)} for name, p in profiles.items()}}
 
 
-def data_sections(episodes, data_dir: Path, dataset: EpisodeDataset) -> tuple[dict, dict]:
+def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset) -> tuple[dict, dict]:
     infos = [ep.info for ep in episodes]
     images = episodes[0].images
-    data = {'dir': str(data_dir.resolve()), 'episodes': len(episodes),
+    data = {'dirs': [str(d.resolve()) for d in data_dirs], 'episodes': len(episodes),
+            'policy_driven_episodes': sum(i.driver == 'policy' for i in infos),
             'episode_seeds': sorted(i.seed for i in infos), 'cameras': list(infos[0].cameras),
             'image_size': int(next(iter(images.values())).shape[1]), 'control_hz': infos[0].control_hz,
             'dataset': dataclasses.asdict(dataset.config)}
@@ -99,12 +116,16 @@ def data_sections(episodes, data_dir: Path, dataset: EpisodeDataset) -> tuple[di
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f'--threads must be >= 1, got {args.threads}')
+        torch.set_num_threads(args.threads)
     model_config = preset(args.preset)
     if args.context is not None:
         model_config = dataclasses.replace(model_config, context=args.context)
-    episodes = load_episodes(args.data, only_successful=not args.include_failures)
+    episodes = [ep for d in args.data for ep in load_episodes(d, only_successful=not args.include_failures)]
     if not episodes:
-        raise SystemExit(f'{args.data}: no usable episodes (record some with `gato-ros record`)')
+        raise SystemExit(f"{', '.join(map(str, args.data))}: no usable episodes (record some with `gato-ros record`)")
     if len({(ep.info.cameras, ep.images[ep.info.cameras[0]].shape[1:]) for ep in episodes}) > 1:
         raise SystemExit(f'{args.data}: episodes differ in cameras or image size; train on one observation layout')
     dataset = EpisodeDataset(episodes, DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob,
@@ -112,10 +133,17 @@ def run(args: argparse.Namespace) -> int:
     warmup = min(TrainConfig().warmup_steps, args.steps // 10) if args.warmup is None else args.warmup
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
                                weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every,
-                               seed=args.seed, num_workers=args.workers)
+                               seed=args.seed, num_workers=args.workers, action_head=not args.full_head,
+                               label_sigma=args.label_sigma, aux_weight=args.aux_weight, bf16=args.bf16)
     data, stats = data_sections(episodes, args.data, dataset)
     robots = sorted({ep.info.robot for ep in episodes}, key=lambda r: (r != episodes[0].info.robot, r))
+    decoding = args.decoding or ('mean' if args.label_sigma > 0 else 'argmax')
+    spec = PolicySpec(cameras=tuple(data['cameras']), image_size=data['image_size'],
+                      control_hz=float(data['control_hz']), context=model_config.context,
+                      prompt_fraction=dataset.config.prompt_fraction if args.prompt_prob > 0 else 0.0,
+                      decoding=decoding, robots={r: load_profile(r).joint_names for r in robots})
     checkpoint_config = {
+        'policy': spec.to_dict(),
         'model': model_config.to_dict(), 'preset': args.preset, 'tokenizer': tokenizer_config(),
         'robot': robot_section(robots), 'stats': stats, 'data': data,
         'action_space': {'dim': 5, 'layout': ['vx', 'vy', 'vz', 'yaw_rate', 'grip'], 'range': [-1.0, 1.0]},
@@ -124,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
     }
     torch.manual_seed(args.seed)
     model = Gato(model_config)
+    if args.init is not None:
+        init = latest_checkpoint(args.init)
+        state_dict, init_config = load_checkpoint(init)
+        if init_config['model'] != model_config.to_dict():
+            raise SystemExit(f"--init {init}: model {init_config['model']} differs from this run's {model_config.to_dict()}")
+        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+        checkpoint_config['init'] = str(init)
     if int(os.environ.get('RANK', '0')) == 0:
         print(f'training {args.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) on '
               f'{len(episodes)} episodes / {stats["timesteps"]} timesteps / {len(dataset)} windows, '

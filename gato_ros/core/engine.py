@@ -42,7 +42,9 @@ class EngineConfig:
     max_context: int | None = None     # KV cache slots; None = the model's context; 2..model context
     device: str = 'cpu'                # torch device string: 'cpu', 'cuda', 'cuda:1', ...
     dtype: str | None = None           # 'fp32' | 'bf16'; None = bf16 on CUDA, fp32 on CPU
-    temperature: float = 0.0           # 0 = greedy (argmax); > 0 samples from softmax(logits / temperature)
+    temperature: float = 0.0           # 0 = deterministic (see decoding); > 0 samples from softmax(logits / temperature)
+    decoding: str = 'argmax'           # with temperature 0: 'argmax' bin, or 'mean' = the bin of the expected value
+                                       # of the bin distribution (for models trained on ordered soft targets)
     seed: int = 0                      # seed of the sampling generator (used only when temperature > 0)
     compile: bool = False              # torch.compile the decode step (CUDA: with CUDA graphs); optional
     use_kv_cache: bool = True          # False = recompute the whole window with the plain forward (reference)
@@ -57,6 +59,8 @@ class EngineConfig:
             raise ValueError(f'EngineConfig.max_context must be >= 2 or None, got {self.max_context}')
         if self.dtype not in (None, *DTYPES):
             raise ValueError(f'EngineConfig.dtype must be one of {sorted(DTYPES)} or None, got {self.dtype!r}')
+        if self.decoding not in ('argmax', 'mean'):
+            raise ValueError(f"EngineConfig.decoding must be 'argmax' or 'mean', got {self.decoding!r}")
         if not self.temperature >= 0.0:
             raise ValueError(f'EngineConfig.temperature must be >= 0, got {self.temperature}')
         if self.eviction not in ('recompute', 'shift'):
@@ -128,6 +132,8 @@ class GatoEngine:
         self.positions = torch.arange(S, device=self.device)
         self.causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()   # [query slot, key slot]
         self.generator = torch.Generator(device=self.device)
+        edges = torch.linspace(-1.0, 1.0, NUM_BINS + 1, device=self.device)
+        self.bin_centres = (edges[:-1] + edges[1:]) / 2                                # (bins,)
         self._decode = self.cache.decode
         if config.compile:
             if self.device.type == 'cpu':   # weights as constants: inductor pre-packs them for oneDNN
@@ -197,6 +203,9 @@ class GatoEngine:
 
     def _pick(self, logits: torch.Tensor) -> torch.Tensor:
         """(1, bins) -> (1,) bin index, on device (no host sync)."""
+        if self.config.temperature == 0.0 and self.config.decoding == 'mean':
+            value = torch.softmax(logits.float(), dim=-1) @ self.bin_centres              # (1,) in [-1, 1]
+            return ((value + 1.0) * (NUM_BINS / 2)).long().clamp_(0, NUM_BINS - 1)
         if self.config.temperature == 0.0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits.float() / self.config.temperature, dim=-1)

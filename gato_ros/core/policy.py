@@ -1,9 +1,8 @@
 """GatoPolicy: checkpoint + engine + observation/action glue, what policy_node and the evaluator run.
 
-A checkpoint names the robot(s) it was trained for; the policy refuses to start on a robot whose joint
-names differ (a joint-order mismatch would silently send the wrong joint's angle to the model).
-config['robot'] is either {'name': 'ur5e', 'joint_names': [...]} (name optional) or, for one checkpoint
-trained on several arms, {'profiles': {'ur5e': [...], 'sawyer': [...]}, ...}.
+A checkpoint's PolicySpec (core/policy_spec.py) names the robot(s) it was trained for; the policy refuses to
+start on a robot whose joint names differ (a joint-order mismatch would silently send the wrong joint's angle
+to the model). The spec also sets the engine's window (the trained context) and its action decoding.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import torch
 from gato_ros.core.checkpoint import CheckpointError, check_state_dict, load_checkpoint
 from gato_ros.core.engine import EngineConfig, EngineResult, GatoEngine
 from gato_ros.core.model import Gato, GatoConfig, preset
+from gato_ros.core.policy_spec import PolicySpec
 from gato_ros.core.robots import ACTION_DIM, RobotProfile
 from gato_ros.core.tokenizer import check_tokenizer_config, tokenize_observation, tokenizer_config
 
@@ -42,27 +42,19 @@ class PolicyResult:
     reason: str = ''
 
 
-def allowed_robots(robot: Mapping) -> dict[str | None, tuple[str, ...]]:
-    """config['robot'] -> {robot name (None = any name): joint names}."""
-    if 'profiles' in robot:
-        return {name: tuple(joints) for name, joints in robot['profiles'].items()}
-    return {robot.get('name'): tuple(robot['joint_names'])}
-
-
-def check_robot(robot: Mapping, profile: RobotProfile, source: str) -> None:
-    allowed = allowed_robots(robot)
+def check_robot(spec: PolicySpec, profile: RobotProfile, source: str) -> None:
     joints = tuple(profile.joint_names)
-    if allowed.get(profile.name, allowed.get(None)) == joints:
+    if spec.robots.get(profile.name, spec.robots.get('')) == joints:   # '' = a robot of any name
         return
-    described = '; '.join(f"{name or 'robot'}: {list(j)}" for name, j in allowed.items())
+    described = '; '.join(f"{name or 'robot'}: {list(j)}" for name, j in spec.robots.items())
     raise PolicyError(f"{source} was trained for {described} -- robot profile '{profile.name}' has joints "
                       f'{list(joints)}; refusing to start (joint names/order must match exactly)')
 
 
 class GatoPolicy:
-    def __init__(self, model: Gato, engine: GatoEngine, config: Mapping, random_weights: bool = False,
-                 deadline_s: float | None = None):
-        self.model, self.engine, self.config = model, engine, config
+    def __init__(self, model: Gato, engine: GatoEngine, config: Mapping, spec: PolicySpec,
+                 random_weights: bool = False, deadline_s: float | None = None):
+        self.model, self.engine, self.config, self.spec = model, engine, config, spec
         self.random_weights = random_weights    # True: bring-up/tests only, the actions mean nothing
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f'GatoPolicy deadline_s must be > 0 seconds or None, got {deadline_s}')
@@ -76,21 +68,21 @@ class GatoPolicy:
         eviction)."""
         path = pathlib.Path(path)
         state_dict, config = load_checkpoint(path)
-        check_robot(config['robot'], profile, f'checkpoint {path}')
         try:
+            spec = PolicySpec.from_checkpoint_config(config)
             check_tokenizer_config(config['tokenizer'])
             model_config = GatoConfig.from_dict(config['model'])
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path / 'config.json'}: {exc}") from None
+        check_robot(spec, profile, f'checkpoint {path}')
         with torch.device('meta'):
             model = Gato(model_config)
         check_state_dict(state_dict, model.state_dict(), str(path / 'model.safetensors'))
         model.load_state_dict(state_dict, strict=True, assign=True)
         # Run on the window length the model was trained on: a longer one puts it out of distribution.
-        trained_context = config.get('data', {}).get('dataset', {}).get('context')
-        if trained_context is not None:
-            engine_options.setdefault('max_context', int(trained_context))
-        return cls._build(model, config, deadline_s, False, device=device, compile=compile, **engine_options)
+        engine_options.setdefault('max_context', spec.context)
+        engine_options.setdefault('decoding', spec.decoding)
+        return cls._build(model, config, spec, deadline_s, False, device=device, compile=compile, **engine_options)
 
     @classmethod
     def random(cls, preset_name: str, profile: RobotProfile, device: str = 'cpu', compile: bool = False,
@@ -101,13 +93,14 @@ class GatoPolicy:
             model = Gato(preset(preset_name))
         config = {'model': model.config.to_dict(), 'tokenizer': tokenizer_config(), 'stats': {}, 'random_weights': True,
                   'robot': {'name': profile.name, 'joint_names': list(profile.joint_names)}}
-        return cls._build(model, config, deadline_s, True, device=device, compile=compile, seed=seed,
+        spec = PolicySpec(context=model.config.context, robots={profile.name: profile.joint_names})
+        return cls._build(model, config, spec, deadline_s, True, device=device, compile=compile, seed=seed,
                           **engine_options)
 
     @classmethod
-    def _build(cls, model, config, deadline_s, random_weights, **engine_options):
+    def _build(cls, model, config, spec, deadline_s, random_weights, **engine_options):
         engine = GatoEngine(model, EngineConfig(action_dim=ACTION_DIM, **engine_options))
-        return cls(model, engine, config, random_weights, deadline_s)
+        return cls(model, engine, config, spec, random_weights, deadline_s)
 
     def reset(self, prompt=None) -> None:
         """New episode; `prompt` (TokenSequence of whole timesteps, e.g. a successful demonstration) stays in

@@ -244,7 +244,7 @@ class Demo:
             from gato_ros.core.policy import GatoPolicy
             torch.set_num_threads(1)  # the sim, safety and video share this CPU: more threads fight them
             policy = GatoPolicy.from_checkpoint(self.checkpoint, profile)
-            image_size = int(policy.config.get('data', {}).get('image_size', image_size))
+            image_size = policy.spec.image_size
             self.log(f'checkpoint {self.checkpoint}: the trained Gato policy drives the arm')
         bringup.init(['--params-file', str(resource_path('config', 'sim.yaml')), '--log-level', 'warn',
                       '-p', f'image_size:={image_size}', '-p', f'camera_rate:={CAMERA_RATE}'])

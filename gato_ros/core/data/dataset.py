@@ -8,6 +8,10 @@ item is a crop of whole consecutive timesteps that fits the context. With probab
 last timesteps, half the time a window at a uniformly random place in it. Prompt tokens are context, not
 targets (loss mask off). At evaluation the prompt is the end of a successful demonstration
 (`demonstration_prompt`).
+
+Simulated episodes also carry the blocks' ground-truth poses. They become auxiliary targets (AUX_DIM values per
+own timestep, see aux_targets), regressed from the hidden state at that timestep's '|' during training only:
+the policy never reads them, but learning them teaches the image encoder where the blocks are.
 """
 
 from __future__ import annotations
@@ -23,7 +27,31 @@ from ..observation import build_observation, gripper_closure
 from ..robots import Kinematics, load_profile, tool_yaw
 from ..robots.profile import finger_limits
 from ..tokenizer import TokenSequence, tokenize_timestep
-from .mcap_io import Episode
+from .mcap_io import BLOCK_ORDER, Episode
+
+# Auxiliary targets per block (BLOCK_ORDER): position relative to the workspace centre on the table, scaled
+# by AUX_SCALE to about [-1, 1], then sin/cos of 4 x yaw (a cube looks the same every quarter turn).
+AUX_CENTRE = np.array([0.525, 0.0, 0.1])
+AUX_SCALE = np.array([0.15, 0.25, 0.1])
+AUX_PER_BLOCK = 5
+AUX_DIM = AUX_PER_BLOCK * len(BLOCK_ORDER)
+
+
+def aux_targets(blocks: np.ndarray, table_height: float) -> np.ndarray:
+    """(T, blocks, 7) poses [x, y, z, qw, qx, qy, qz] -> (T, AUX_DIM) float32 auxiliary targets."""
+    position = blocks[..., :3] - AUX_CENTRE - np.array([0.0, 0.0, table_height])
+    qw, qz = blocks[..., 3], blocks[..., 6]
+    yaw = 2.0 * np.arctan2(qz, qw)   # blocks stay upright on the table and in the gripper
+    features = np.concatenate([position / AUX_SCALE, np.sin(4 * yaw)[..., None], np.cos(4 * yaw)[..., None]], -1)
+    return features.reshape(len(blocks), AUX_DIM).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training item: the token sequence and, when the episode has ground truth, one row of auxiliary
+    targets per own (non-prompt) timestep, in order."""
+    sequence: TokenSequence
+    aux: np.ndarray | None = None   # (own timesteps, AUX_DIM) float32
 
 
 @dataclass(frozen=True)
@@ -66,6 +94,7 @@ class EpisodeTokens:
         poses = [kin.tool_pose(q) for q in episode.q]
         self.tool_pos = np.array([p for p, _ in poses])
         self.tool_yaw = np.array([tool_yaw(r) for _, r in poses])
+        self.aux = None if episode.blocks is None else aux_targets(episode.blocks, profile.table_height)
         self.tokens_per_timestep = len(self.timestep(0))
 
     def __len__(self) -> int:
@@ -121,6 +150,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
         if too_long:
             raise ValueError(f'DatasetConfig.context={config.context} is smaller than one timestep '
                              f'({too_long[0].tokens_per_timestep} tokens for robot {too_long[0].episode.info.robot})')
+        self.has_aux = all(ep.aux is not None for ep in self.episodes)  # every episode has ground truth
         groups: dict[tuple, list[int]] = {}
         for i, ep in enumerate(self.episodes):
             groups.setdefault((ep.episode.info.robot, ep.episode.info.task), []).append(i)
@@ -132,7 +162,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, key) -> TokenSequence:
+    def __getitem__(self, key) -> Sample:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.config.seed, epoch, index])
         i, start = self.windows[index]
@@ -146,12 +176,15 @@ class EpisodeDataset(torch.utils.data.Dataset):
                 budget -= len(parts[0])
         stop = min(len(ep), start + max(1, ep.steps_fitting(budget)))
         parts.append(ep.timesteps(range(start, stop)))
-        return TokenSequence.concat(parts)
+        return Sample(TokenSequence.concat(parts), ep.aux[start:stop] if self.has_aux else None)
 
 
-def collate(sequences: list[TokenSequence]) -> dict[str, torch.Tensor]:
+def collate(items: list[Sample | TokenSequence]) -> dict[str, torch.Tensor]:
     """Right-pads a batch to its longest sequence (padding: token 0, no position, no loss). Patches are
-    concatenated in the row-major order of their placeholders over (batch, time), as Gato.forward expects."""
+    concatenated in the row-major order of their placeholders over (batch, time), as Gato.forward expects;
+    so are the auxiliary targets ('aux', when every item has them) over the own timesteps' separators."""
+    samples = [item if isinstance(item, Sample) else Sample(item) for item in items]
+    sequences = [s.sequence for s in samples]
     length = max(len(s) for s in sequences)
     batch = len(sequences)
     tokens = torch.zeros(batch, length, dtype=torch.long)
@@ -161,7 +194,10 @@ def collate(sequences: list[TokenSequence]) -> dict[str, torch.Tensor]:
         tokens[b, :len(s)] = torch.from_numpy(s.tokens)
         local_pos[b, :len(s)] = torch.from_numpy(s.local_pos)
         loss_mask[b, :len(s)] = torch.from_numpy(s.loss_mask)
-    return {'tokens': tokens, 'local_pos': local_pos, 'loss_mask': loss_mask,
-            'patches': torch.from_numpy(np.concatenate([s.patches for s in sequences])),
-            'patch_rows': torch.from_numpy(np.concatenate([s.patch_rows for s in sequences])),
-            'patch_cols': torch.from_numpy(np.concatenate([s.patch_cols for s in sequences]))}
+    batch = {'tokens': tokens, 'local_pos': local_pos, 'loss_mask': loss_mask,
+             'patches': torch.from_numpy(np.concatenate([s.patches for s in sequences])),
+             'patch_rows': torch.from_numpy(np.concatenate([s.patch_rows for s in sequences])),
+             'patch_cols': torch.from_numpy(np.concatenate([s.patch_cols for s in sequences]))}
+    if all(s.aux is not None for s in samples):
+        batch['aux'] = torch.from_numpy(np.concatenate([s.aux for s in samples]))
+    return batch

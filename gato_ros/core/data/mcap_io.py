@@ -7,6 +7,9 @@ messages, zstd chunks, log time = simulation time. Per control step:
   /joint_states                  sensor_msgs/msg/JointState   arm joints (controller order), then finger joints
   /camera/<name>/image_raw       sensor_msgs/msg/Image        rgb8, one topic per camera
   /gato/action                   std_msgs/msg/Float64MultiArray  the 5-D action taken at that step
+  /gato/sim/blocks               geometry_msgs/msg/PoseArray  ground-truth block poses (simulation only;
+                                 poses in BLOCK_ORDER). Training uses them as auxiliary targets; a policy
+                                 never reads them
 
 plus one metadata record 'gato_ros.episode' (robot, task, seed, success, control rate, cameras, steps).
 Files are written under a temporary name and renamed when complete, so an existing file with its
@@ -30,6 +33,8 @@ METADATA_NAME = 'gato_ros.episode'
 FORMAT_VERSION = '1'
 JOINT_STATES_TOPIC = '/joint_states'
 ACTION_TOPIC = '/gato/action'
+BLOCKS_TOPIC = '/gato/sim/blocks'
+BLOCK_ORDER = ('red', 'green', 'blue')  # pose order in /gato/sim/blocks (gato_ros.core.sim.BLOCK_COLORS)
 
 
 def camera_topic(camera: str) -> str:
@@ -51,11 +56,17 @@ MSG_DEFINITIONS = {
     'std_msgs/msg/MultiArrayDimension': 'string label\nuint32 size\nuint32 stride\n',
     'std_msgs/msg/Header': _HEADER,
     'builtin_interfaces/msg/Time': _TIME,
+    'geometry_msgs/msg/PoseArray': 'std_msgs/Header header\nPose[] poses\n',
+    'geometry_msgs/msg/Pose': 'Point position\nQuaternion orientation\n',
+    'geometry_msgs/msg/Point': 'float64 x\nfloat64 y\nfloat64 z\n',
+    'geometry_msgs/msg/Quaternion': 'float64 x 0\nfloat64 y 0\nfloat64 z 0\nfloat64 w 1\n',
 }
 _DEPENDENCIES = {
     'sensor_msgs/msg/JointState': ('std_msgs/msg/Header', 'builtin_interfaces/msg/Time'),
     'sensor_msgs/msg/Image': ('std_msgs/msg/Header', 'builtin_interfaces/msg/Time'),
     'std_msgs/msg/Float64MultiArray': ('std_msgs/msg/MultiArrayLayout', 'std_msgs/msg/MultiArrayDimension'),
+    'geometry_msgs/msg/PoseArray': ('std_msgs/msg/Header', 'builtin_interfaces/msg/Time', 'geometry_msgs/msg/Pose',
+                                    'geometry_msgs/msg/Point', 'geometry_msgs/msg/Quaternion'),
 }
 
 
@@ -83,13 +94,15 @@ class EpisodeInfo:
     joint_names: tuple[str, ...]  # arm joints, controller order
     finger_joint_names: tuple[str, ...]  # gripper finger joints (after the arm joints in /joint_states)
     steps: int                    # number of control steps
+    driver: str = 'expert'        # who moved the arm: 'expert', or 'policy' (DAgger: actions are expert labels)
 
     def to_metadata(self) -> dict[str, str]:
         return {'format_version': FORMAT_VERSION, 'robot': self.robot, 'task': ','.join(self.task),
                 'seed': str(self.seed), 'success': str(self.success).lower(),
                 'control_hz': repr(float(self.control_hz)), 'cameras': ','.join(self.cameras),
                 'joint_names': ','.join(self.joint_names),
-                'finger_joint_names': ','.join(self.finger_joint_names), 'steps': str(self.steps)}
+                'finger_joint_names': ','.join(self.finger_joint_names), 'steps': str(self.steps),
+                'driver': self.driver}
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> 'EpisodeInfo':
@@ -99,7 +112,8 @@ class EpisodeInfo:
         return cls(robot=meta['robot'], task=task, seed=int(meta['seed']), success=meta['success'] == 'true',
                    control_hz=float(meta['control_hz']), cameras=tuple(meta['cameras'].split(',')),
                    joint_names=tuple(meta['joint_names'].split(',')),
-                   finger_joint_names=tuple(meta['finger_joint_names'].split(',')), steps=int(meta['steps']))
+                   finger_joint_names=tuple(meta['finger_joint_names'].split(',')), steps=int(meta['steps']),
+                   driver=meta.get('driver', 'expert'))
 
 
 @dataclass
@@ -111,6 +125,7 @@ class Episode:
     finger_q: np.ndarray              # (T, k) finger joint positions (m; URDF lower limit = closed)
     images: dict[str, np.ndarray]     # camera -> (T, H, W, 3) uint8
     actions: np.ndarray               # (T, ACTION_DIM) in [-1, 1], taken after observation t
+    blocks: np.ndarray | None = None  # (T, len(BLOCK_ORDER), 7) [x, y, z, qw, qx, qy, qz] ground truth, or None
 
     def __len__(self) -> int:
         return len(self.time)
@@ -125,22 +140,22 @@ class EpisodeWriter:
     """Streams one episode to `path` (via `path.partial`); `close(success)` makes it complete."""
 
     def __init__(self, path, robot: str, task, seed: int, control_hz: float, cameras, joint_names,
-                 finger_joint_names):
+                 finger_joint_names, driver: str = 'expert'):
         self.path = Path(path)
         self._partial = self.path.with_name(self.path.name + '.partial')
         self._meta = dict(robot=robot, task=tuple(task), seed=int(seed), control_hz=float(control_hz),
                           cameras=tuple(cameras), joint_names=tuple(joint_names),
-                          finger_joint_names=tuple(finger_joint_names))
+                          finger_joint_names=tuple(finger_joint_names), driver=driver)
         self._file = open(self._partial, 'wb')
         self._writer = Writer(self._file, compression=CompressionType.ZSTD)
         self._schemas = {name: self._writer.register_msgdef(name, schema_text(name))
                          for name in ('sensor_msgs/msg/JointState', 'sensor_msgs/msg/Image',
-                                      'std_msgs/msg/Float64MultiArray')}
+                                      'std_msgs/msg/Float64MultiArray', 'geometry_msgs/msg/PoseArray')}
         self._steps = 0
 
-    def add(self, t: float, positions, velocities, images: dict, action) -> None:
-        """One control step: joint positions/velocities (arm then fingers) and images at time t, and the
-        action chosen from them."""
+    def add(self, t: float, positions, velocities, images: dict, action, blocks=None) -> None:
+        """One control step: joint positions/velocities (arm then fingers) and images at time t, the action
+        chosen from them, and (simulation) the block poses: colour -> (position (3,), quaternion w,x,y,z)."""
         ns, header = int(round(t * 1e9)), {'stamp': _stamp(t), 'frame_id': ''}
         names = [*self._meta['joint_names'], *self._meta['finger_joint_names']]
         if len(positions) != len(names) or len(velocities) != len(names):
@@ -161,6 +176,15 @@ class EpisodeWriter:
         self._writer.write_message(ACTION_TOPIC, self._schemas['std_msgs/msg/Float64MultiArray'], {
             'layout': {'dim': [{'label': 'action', 'size': len(action), 'stride': len(action)}],
                        'data_offset': 0}, 'data': action}, log_time=ns, sequence=self._steps)
+        if blocks is not None:
+            poses = []
+            for color in BLOCK_ORDER:
+                (x, y, z), (qw, qx, qy, qz) = blocks[color]
+                poses.append({'position': {'x': float(x), 'y': float(y), 'z': float(z)},
+                              'orientation': {'x': float(qx), 'y': float(qy), 'z': float(qz), 'w': float(qw)}})
+            self._writer.write_message(BLOCKS_TOPIC, self._schemas['geometry_msgs/msg/PoseArray'], {
+                'header': {'stamp': _stamp(t), 'frame_id': 'base_link'}, 'poses': poses},
+                log_time=ns, sequence=self._steps)
         self._steps += 1
 
     def close(self, success: bool) -> EpisodeInfo:
@@ -203,7 +227,7 @@ def read_episode(path) -> Episode:
     """Decodes a whole episode; raises EpisodeError naming the file when it is corrupt or incomplete."""
     path = Path(path)
     info = read_info(path)
-    topics = [JOINT_STATES_TOPIC, ACTION_TOPIC] + [camera_topic(c) for c in info.cameras]
+    topics = [JOINT_STATES_TOPIC, ACTION_TOPIC, BLOCKS_TOPIC] + [camera_topic(c) for c in info.cameras]
     msgs: dict[str, list] = {topic: [] for topic in topics}
     try:
         with open(path, 'rb') as f:
@@ -212,7 +236,10 @@ def read_episode(path) -> Episode:
                 msgs[channel.topic].append((message.log_time, ros_msg))
     except Exception as e:
         raise EpisodeError(f'{path}: cannot decode messages ({type(e).__name__}: {e})') from e
+    block_msgs = msgs.pop(BLOCKS_TOPIC)  # optional: only simulated episodes have ground truth
     counts = {topic: len(v) for topic, v in msgs.items()}
+    if block_msgs and len(block_msgs) != info.steps:
+        counts[BLOCKS_TOPIC] = len(block_msgs)
     if set(counts.values()) != {info.steps}:
         raise EpisodeError(f'{path}: expected {info.steps} messages per topic, found {counts}')
     n, expected = len(info.joint_names), [*info.joint_names, *info.finger_joint_names]
@@ -231,9 +258,12 @@ def read_episode(path) -> Episode:
             raise EpisodeError(f'{path}: camera {camera!r} has encoding {frames[0].encoding!r}, expected rgb8')
         images[camera] = np.stack([np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width, 3)
                                    for m in frames]) if frames else np.zeros((0, 0, 0, 3), np.uint8)
+    blocks = np.array([[[p.position.x, p.position.y, p.position.z, p.orientation.w, p.orientation.x,
+                         p.orientation.y, p.orientation.z] for p in m.poses] for _, m in block_msgs],
+                      np.float64).reshape(-1, len(BLOCK_ORDER), 7) if block_msgs else None
     return Episode(info=info, time=np.array([t for t, _ in msgs[JOINT_STATES_TOPIC]], np.float64) * 1e-9,
                    q=position[:, :n], qd=velocity[:, :n], finger_q=position[:, n:], images=images,
-                   actions=np.clip(actions, -1.0, 1.0))
+                   actions=np.clip(actions, -1.0, 1.0), blocks=blocks)
 
 
 def episode_paths(directory) -> list[Path]:
@@ -241,7 +271,9 @@ def episode_paths(directory) -> list[Path]:
 
 
 def load_episodes(directory, only_successful: bool = False) -> list[Episode]:
-    """Every readable episode in `directory` (sorted by name); corrupt files are skipped with a warning."""
+    """Every readable episode in `directory` (sorted by name); corrupt files are skipped with a warning.
+    only_successful drops failed expert-driven episodes; policy-driven (DAgger) ones are kept, their actions
+    are the expert's labels whatever the rollout did."""
     episodes = []
     for path in episode_paths(directory):
         try:
@@ -249,6 +281,6 @@ def load_episodes(directory, only_successful: bool = False) -> list[Episode]:
         except EpisodeError as e:
             warnings.warn(f'skipping episode: {e}', stacklevel=2)
             continue
-        if episode.info.success or not only_successful:
+        if episode.info.success or episode.info.driver == 'policy' or not only_successful:
             episodes.append(episode)
     return episodes

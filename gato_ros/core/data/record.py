@@ -1,16 +1,46 @@
-"""Recording expert demonstrations: the scripted expert in the closed loop (SafetyFilter included), every
-control step written to an MCAP episode as it happens."""
+"""Recording demonstrations: the scripted expert in the closed loop (SafetyFilter included), every control step
+written to an MCAP episode as it happens.
+
+DAgger uses the same recorder with another driver: a learned policy (or a mix of it and the expert) moves the
+arm, and every state it visits is labelled with the action the expert would take there (ExpertLabelled). The
+episode is marked driver='policy', so training keeps it whether or not the rollout succeeded.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..robots import Kinematics
 from ..sim import SimConfig, StackingSim
 from ..sim.expert import ScriptedExpert
 from ..sim.runner import EpisodeResult, RunnerConfig, StepRecord, make_safety_filter, run_episode
 from .mcap_io import EpisodeError, EpisodeInfo, EpisodeWriter, read_info
+
+
+class ExpertLabelled:
+    """Runner actor for DAgger: `driver` acts (with probability beta the expert does instead); `label` is the
+    expert's action for the same observation. The expert sees every state, so its phase machine follows the
+    rollout wherever the driver takes it."""
+
+    def __init__(self, driver, expert: ScriptedExpert, beta: float = 0.0, seed: int = 0):
+        if not 0.0 <= beta <= 1.0:
+            raise ValueError(f'ExpertLabelled beta must be in [0, 1], got {beta}')
+        self.driver, self.expert, self.beta = driver, expert, beta
+        self.rng = np.random.default_rng(seed)
+        self.label = None
+
+    def reset(self) -> None:
+        self.expert.reset()
+        if hasattr(self.driver, 'reset'):
+            self.driver.reset()
+
+    def act(self, observation):
+        self.label = np.asarray(self.expert.act(observation), dtype=np.float64)
+        action = self.driver.act(observation)
+        return self.label if self.rng.random() < self.beta else action
 
 
 def episode_filename(robot: str, task, seed: int) -> str:
@@ -32,18 +62,25 @@ class Recorder:
         self.safety = make_safety_filter(self.sim.profile, self.kin, self.runner_config)
         self.expert = ScriptedExpert(task=self.sim_config.task, block_size=self.sim_config.block_size)
 
-    def record(self, seed: int, path) -> tuple[EpisodeInfo, EpisodeResult]:
+    def record(self, seed: int, path, driver=None, beta: float = 0.0) -> tuple[EpisodeInfo, EpisodeResult]:
+        """One episode to `path`: the expert drives, or `driver` does (beta: share of expert actions) and the
+        expert labels each step."""
         profile = self.sim.profile
+        actor = self.expert if driver is None else ExpertLabelled(driver, self.expert, beta, seed)
         writer = EpisodeWriter(path, profile.name, self.sim_config.task, seed, self.runner_config.control_hz,
-                               self.sim_config.cameras, profile.joint_names, profile.gripper_joint_names)
+                               self.sim_config.cameras, profile.joint_names, profile.gripper_joint_names,
+                               driver='expert' if driver is None else 'policy')
 
         def on_step(step: StepRecord) -> None:
             # on_step runs before the step's safety ticks, so the sim still holds the observed state.
             positions, velocities = self.sim.all_joints()
-            writer.add(step.observation.state.time, positions, velocities, step.observation.images, step.action)
+            state = step.observation.state
+            blocks = {color: (pose.position, pose.quaternion) for color, pose in state.blocks.items()}
+            label = step.action if driver is None else actor.label
+            writer.add(state.time, positions, velocities, step.observation.images, label, blocks)
 
         with writer:
-            result = run_episode(self.sim, self.expert, self.safety, self.kin, seed, self.runner_config,
+            result = run_episode(self.sim, actor, self.safety, self.kin, seed, self.runner_config,
                                  on_step=on_step)
             return writer.close(result.success), result
 

@@ -15,10 +15,13 @@ import numpy as np
 from gato_ros.core.sim.task import BLOCK_COLORS
 
 # Camera name -> (position, look-at point), base frame (m). "Front" = across the table, facing the robot.
+# Both frame the block spawn area and the carry height tightly (CAMERA_FOVY): at 64x64 a 5 cm block is
+# ~8 px wide, twice what a wide view gives, which is what lets a small policy localise it.
 CAMERAS = {
-    'front_left': ((1.0, 0.40, 0.55), (0.50, 0.0, 0.12)),
-    'front_right': ((1.0, -0.40, 0.55), (0.50, 0.0, 0.12)),
+    'front_left': ((1.0, 0.35, 0.55), (0.52, 0.0, 0.10)),
+    'front_right': ((1.0, -0.35, 0.55), (0.52, 0.0, 0.10)),
 }
+CAMERA_FOVY = 36.0  # vertical field of view (degrees)
 # Collision bits: robot geoms touch the world (table, blocks) but not each other; the arm's primitive
 # links overlap at the joints, and a real controller does not stop for self-contact either.
 ROBOT_CONTYPE, _WORLD_CONTYPE = 2, 1
@@ -117,7 +120,7 @@ def _add_world(spec: mujoco.MjSpec, config: SimConfig, table_height: float) -> N
                     dir=[-0.2, 0.1, -1.0], castshadow=False, diffuse=[0.7, 0.7, 0.7], ambient=[0.3, 0.3, 0.3])
     for name in config.cameras:
         position, target = CAMERAS[name]
-        world.add_camera(name=name, pos=position, quat=_look_at(position, target), fovy=58.0)
+        world.add_camera(name=name, pos=position, quat=_look_at(position, target), fovy=CAMERA_FOVY)
     half = config.block_size / 2
     for color, rgba in BLOCK_COLORS.items():
         body = world.add_body(name=f'block_{color}', pos=[0.5, 0.0, table_height + half])

@@ -57,15 +57,24 @@ def load_policy(config: PolicyNodeConfig, profile):
     import torch  # only once a policy is really built
 
     from gato_ros.core.policy import GatoPolicy
+    from gato_ros.core.policy_spec import PolicySpecError
 
     if config.threads:
         torch.set_num_threads(config.threads)
     options = dict(device=config.device, seed=config.seed, deadline_s=config.deadline)
     if config.max_context:
         options['max_context'] = config.max_context
-    if config.checkpoint:
-        return GatoPolicy.from_checkpoint(config.checkpoint, profile, **options)
-    return GatoPolicy.random(config.preset, profile, **options)
+    if not config.checkpoint:
+        return GatoPolicy.random(config.preset, profile, **options)
+    policy = GatoPolicy.from_checkpoint(config.checkpoint, profile, **options)
+    source = f'policy_node (checkpoint {config.checkpoint})'
+    try:  # the node's parameters must describe what the checkpoint was trained on
+        policy.spec.check_setting('cameras', config.cameras, f'{source}, parameter cameras')
+        policy.spec.check_setting('image_size', config.image_size, f'{source}, parameter image_size')
+        policy.spec.check_setting('control_hz', config.rate, f'{source}, parameter rate')
+    except PolicySpecError as exc:
+        raise StartupError(str(exc)) from None
+    return policy
 
 
 def _stamp(msg, received: float) -> float:

@@ -1,0 +1,146 @@
+"""`gato-ros recipe --out DIR [--export checkpoints/gato-stack] ...`: from nothing to an exported, evaluated
+block-stacking checkpoint in one sitting on a 2-core CPU (docs/learning.md).
+
+Stages, each a `gato-ros` command run as its own process (two at a time where the work splits by seed), each
+resumable, so re-running the same command after an interruption continues where it stopped:
+
+  record    scripted-expert demonstrations (two processes)      DIR/data/demos
+  heldout   held-out demonstrations for the diagnosis            DIR/data/heldout
+  train     behaviour cloning, the recipe's loss                 DIR/train
+  dagger-K  the policy drives, the expert labels (two processes) DIR/data/dagger-K; then retrain DIR/train-K
+  diagnose  teacher-forced error vs trivial baselines            DIR/diagnose.json
+  eval      closed loop on held-out seeds (two processes)        DIR/eval-{0,1}/eval.json
+  export    bf16 copy + model card                               --export
+
+DIR/recipe.json holds every stage's command, wall time and result.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HELDOUT_SEED = 900_000
+EVAL_SEED = 1_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--out', type=Path, default=Path('runs/recipe-stack'), help='work directory')
+    parser.add_argument('--export', type=Path, default=None, help='export the final checkpoint here (e.g. '
+                        'checkpoints/gato-stack) with its model card')
+    parser.add_argument('--robot', default='ur5e', help='robot profile (default ur5e)')
+    parser.add_argument('--episodes', type=int, default=1000, help='demonstrations (default 1000)')
+    parser.add_argument('--steps', type=int, default=4000, help='training steps of the first model (default 4000)')
+    parser.add_argument('--batch-size', type=int, default=32, help='sequences per step (default 32)')
+    parser.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (default 1e-3)')
+    parser.add_argument('--dagger-rounds', type=int, default=1, help='DAgger rounds (default 1)')
+    parser.add_argument('--dagger-episodes', type=int, default=100, help='rollouts per DAgger round (default 100)')
+    parser.add_argument('--dagger-steps', type=int, default=1500, help='retraining steps per round (default 1500)')
+    parser.add_argument('--eval-episodes', type=int, default=100, help='closed-loop evaluation episodes (default 100)')
+    parser.add_argument('--threads', type=int, default=2, help='torch threads for training (default 2)')
+
+
+class Stages:
+    """Runs the stages, timing each and keeping the record in DIR/recipe.json (stages already done are skipped)."""
+
+    def __init__(self, out: Path):
+        self.out, self.path = out, out / 'recipe.json'
+        self.record = json.loads(self.path.read_text()) if self.path.is_file() else {'stages': {}}
+
+    def run(self, name: str, commands: list[list[str]]) -> list[str]:
+        """Run the `gato-ros` argument lists in parallel; returns their stdout. A stage that completed is skipped."""
+        done = self.record['stages'].get(name)
+        if done and done.get('complete'):
+            print(f'[recipe] {name}: done before ({done["seconds"]} s), skipped', flush=True)
+            return done['stdout']
+        print(f'[recipe] {name}: ' + ' & '.join('gato-ros ' + ' '.join(c) for c in commands), flush=True)
+        start = time.monotonic()
+        procs = [subprocess.Popen([sys.executable, '-m', 'gato_ros.cli', *c], stdout=subprocess.PIPE, text=True)
+                 for c in commands]
+        outputs = [p.communicate()[0] for p in procs]
+        failed = [' '.join(c) for c, p in zip(commands, procs) if p.returncode]
+        if failed:
+            raise SystemExit(f'recipe stage {name} failed: gato-ros {failed[0]} (exit status non-zero); fix it and '
+                             'run the recipe again: finished stages are kept')
+        seconds = round(time.monotonic() - start, 1)
+        self.record['stages'][name] = {'commands': ['gato-ros ' + ' '.join(c) for c in commands],
+                                       'seconds': seconds, 'complete': True,
+                                       'stdout': [o.strip().splitlines()[-1] if o.strip() else '' for o in outputs]}
+        self.path.write_text(json.dumps(self.record, indent=2) + '\n')
+        print(f'[recipe] {name}: {seconds} s', flush=True)
+        return self.record['stages'][name]['stdout']
+
+
+def train_options(args) -> list[str]:
+    """The recipe's training settings (docs/learning.md has the ablation behind each one)."""
+    return ['--preset', 'tiny', '--context', '51', '--prompt-prob', '0', '--label-sigma', '0.02',
+            '--aux-weight', '1.0', '--batch-size', str(args.batch_size), '--lr', str(args.lr),
+            '--checkpoint-every', '500', '--no-progress']
+
+
+def merged_eval(outputs: list[str]) -> dict:
+    """One summary of the parallel evaluation processes (their episodes added up; latency p99 the worse)."""
+    parts = [json.loads(o) for o in outputs]
+    n = sum(p['episodes'] for p in parts)
+    mean = lambda key: sum(p[key] * p['episodes'] for p in parts) / n  # noqa: E731
+    halt = sum(p['safety_interventions']['halt_episode_fraction'] * p['episodes'] for p in parts) / n
+    return {'episodes': n, 'success_rate': mean('success_rate'), 'halt_episode_fraction': halt,
+            'first_seeds': [p['first_seed'] for p in parts], 'deadline_miss_rate': mean('deadline_miss_rate'),
+            'latency_ms_p50': max(p['latency_ms']['p50'] for p in parts),
+            'latency_ms_p99': max(p['latency_ms']['p99'] for p in parts), 'parts': parts}
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ('episodes', 'steps', 'batch_size', 'dagger_episodes', 'dagger_steps', 'eval_episodes', 'threads'):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.dagger_rounds < 0:
+        raise SystemExit(f'--dagger-rounds must be >= 0, got {args.dagger_rounds}')
+    out = args.out
+    data = out / 'data'
+    out.mkdir(parents=True, exist_ok=True)
+    stages = Stages(out)
+    robot = ['--robot', args.robot]
+    half = args.episodes // 2
+    stages.run('record', [['record', *robot, '--episodes', str(n), '--seed', str(seed), '--out', str(data / 'demos'),
+                           '--json'] for n, seed in ((half, 0), (args.episodes - half, half))])
+    stages.run('heldout', [['record', *robot, '--episodes', '20', '--seed', str(HELDOUT_SEED),
+                            '--out', str(data / 'heldout'), '--json']])
+    threads = ['--threads', str(args.threads)]
+    stages.run('train', [['train', '--data', str(data / 'demos'), '--out', str(out / 'train'), '--steps',
+                          str(args.steps), *train_options(args), *threads, '--resume']])
+    checkpoint, dirs = out / 'train', [str(data / 'demos')]
+    for k in range(1, args.dagger_rounds + 1):
+        rollout_dir = data / f'dagger-{k}'
+        n = args.dagger_episodes
+        seeds = (3_000_000 + 10_000 * k, 3_000_000 + 10_000 * k + n // 2)
+        stages.run(f'dagger-{k}', [['dagger', *robot, '--checkpoint', str(checkpoint), '--episodes', str(m),
+                                    '--seed', str(s), '--out', str(rollout_dir), '--json']
+                                   for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1]))])
+        dirs.append(str(rollout_dir))
+        stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
+                                     str(checkpoint), '--steps', str(args.dagger_steps), *train_options(args),
+                                     *threads, '--warmup', '100', '--resume']])
+        checkpoint = out / f'train-{k}'
+    stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),
+                             '--episodes', '20', '--json']])
+    half_eval = args.eval_episodes // 2
+    outputs = stages.run('eval', [['eval', *robot, '--checkpoint', str(checkpoint), '--episodes', str(n),
+                                   '--seed', str(seed), '--out', str(out / f'eval-{i}'), '--json']
+                                  for i, (n, seed) in enumerate(((half_eval, EVAL_SEED),
+                                                                 (args.eval_episodes - half_eval,
+                                                                  EVAL_SEED + half_eval))) if n])
+    summary = merged_eval(outputs)
+    (out / 'eval.json').write_text(json.dumps(summary, indent=2) + '\n')
+    if args.export is not None:
+        stages.run('export', [['export', '--checkpoint', str(checkpoint), '--out', str(args.export)]])
+        from gato_ros.core.model_card import write_model_card
+        write_model_card(args.export, stages.record, summary)
+    total = sum(s['seconds'] for s in stages.record['stages'].values())
+    print(f"[recipe] success {summary['success_rate']:.0%} over {summary['episodes']} held-out episodes; stages "
+          f'{total:.0f} s in all; record in {stages.path}')
+    print(json.dumps({'success_rate': summary['success_rate'], 'episodes': summary['episodes'],
+                      'seconds': {k: v['seconds'] for k, v in stages.record['stages'].items()}}))
+    return 0

@@ -1,0 +1,119 @@
+"""Teacher-forced diagnosis of a checkpoint on held-out episodes: does it read the observation, or copy?
+
+For every timestep t of each episode the model sees the recorded window ending at t (true observations and
+true past actions) and predicts the actions of t. The per-dimension mean absolute error of its decoded action
+(argmax bin and expected value) stands next to two trivial baselines -- repeating the previous action and
+predicting zero -- overall and per phase of the scripted expert (replayed on the recorded states, see
+expert_phases). With a history of several timesteps the same is measured with the past actions blanked
+(set to 0): a policy that copies its history gets much worse without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from .data.dataset import EpisodeTokens, collate
+from .data.mcap_io import BLOCK_ORDER, Episode
+from .policy_spec import ACTION_LAYOUT
+from .sim.expert import ScriptedExpert
+from .sim.runner import SimObservation
+from .sim.stacking import BlockPose, SimState
+from .tokenizer import CONTINUOUS_OFFSET, NUM_BINS, TokenSequence, tokenize_action
+
+BIN_CENTRES = (torch.arange(NUM_BINS, dtype=torch.float32) + 0.5) * (2.0 / NUM_BINS) - 1.0
+
+
+def expert_phases(tokens: EpisodeTokens) -> list[str]:
+    """The scripted expert's phase at every step, replaying it on the recorded states (needs block poses)."""
+    episode = tokens.episode
+    if episode.blocks is None:
+        raise ValueError(f'episode seed {episode.info.seed}: no block poses recorded, cannot replay the expert')
+    expert, phases = ScriptedExpert(task=episode.info.task), []
+    for t in range(len(episode)):
+        blocks = {color: BlockPose(episode.blocks[t, i, :3], episode.blocks[t, i, 3:])
+                  for i, color in enumerate(BLOCK_ORDER)}
+        state = SimState(time=float(episode.time[t] - episode.time[0]), q=episode.q[t], qd=episode.qd[t],
+                         gripper=float(tokens.gripper[t]), finger_q=episode.finger_q[t],
+                         tool_pos=tokens.tool_pos[t], tool_yaw=float(tokens.tool_yaw[t]), blocks=blocks)
+        phases.append(expert.phase.value)
+        expert.act(SimObservation(state, None))
+    return phases
+
+
+def _window(tokens: EpisodeTokens, t: int, history: int, blank_past: bool) -> TokenSequence:
+    parts = []
+    for s in range(max(0, t - history + 1), t + 1):
+        if blank_past and s < t:
+            parts.append(tokens_with_action(tokens, s, np.zeros_like(tokens.episode.actions[s])))
+        else:
+            parts.append(tokens.timestep(s))
+    return TokenSequence.concat(parts)
+
+
+def tokens_with_action(tokens: EpisodeTokens, t: int, action) -> TokenSequence:
+    """Timestep t of the episode with another action in place of the recorded one."""
+    seq = tokens.timestep(t)
+    ids = seq.tokens.copy()
+    ids[seq.is_action] = tokenize_action(action)
+    return dataclasses.replace(seq, tokens=ids)
+
+
+@torch.no_grad()
+def predict(model, windows: list[TokenSequence], action_dim: int, batch_size: int = 64) -> tuple[np.ndarray, ...]:
+    """Teacher-forced (argmax, expected value) decoded actions (N, action_dim) of each window's last timestep."""
+    rows = slice(CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_BINS)
+    argmax, mean = [], []
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i:i + batch_size]
+        batch = collate(chunk)
+        x = model.embed(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
+                        batch['patch_cols'])
+        for block in model.blocks:
+            x = block(x)
+        ends = torch.tensor([len(w) for w in chunk])
+        # Logits at position p predict token p + 1: the last action_dim tokens are predicted from [-A-1, -1).
+        index = ends[:, None] - action_dim - 1 + torch.arange(action_dim)[None]      # (B, A)
+        h = x[torch.arange(len(chunk))[:, None], index]                               # (B, A, d)
+        p = torch.softmax(model.head(h, rows).float(), dim=-1)                        # (B, A, bins)
+        argmax.append(BIN_CENTRES[p.argmax(-1)].numpy())
+        mean.append((p @ BIN_CENTRES).numpy())
+    return np.concatenate(argmax), np.concatenate(mean)
+
+
+def _mae(errors: np.ndarray) -> dict:
+    per_dim = errors.mean(0)
+    return {'mean': round(float(per_dim.mean()), 4), **{k: round(float(v), 4) for k, v in zip(ACTION_LAYOUT, per_dim)}}
+
+
+def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1) -> dict:
+    """The teacher-forced report (see module doc) for `model` (a Gato in eval mode) on `episodes`."""
+    model.eval()
+    windows, blanked, targets, previous, phases = [], [], [], [], []
+    for episode in episodes:
+        tokens = EpisodeTokens(episode)
+        episode_phases = expert_phases(tokens) if episode.blocks is not None else ['unknown'] * len(episode)
+        for t in range(1, len(episode), every):
+            windows.append(_window(tokens, t, history, blank_past=False))
+            if history > 1:
+                blanked.append(_window(tokens, t, history, blank_past=True))
+            targets.append(episode.actions[t])
+            previous.append(episode.actions[t - 1])
+            phases.append(episode_phases[t])
+    targets, previous = np.asarray(targets), np.asarray(previous)
+    action_dim = targets.shape[1]
+    argmax, mean = predict(model, windows, action_dim)
+    errors = {'model_argmax': np.abs(argmax - targets), 'model_mean': np.abs(mean - targets),
+              'copy_previous': np.abs(previous - targets), 'predict_zero': np.abs(targets)}
+    if blanked:
+        errors['model_mean_past_actions_blanked'] = np.abs(predict(model, blanked, action_dim)[1] - targets)
+    by_phase: dict[str, list[int]] = defaultdict(list)
+    for i, phase in enumerate(phases):
+        by_phase[phase].append(i)
+    return {'episodes': len(episodes), 'timesteps': len(targets), 'history': history,
+            'mae': {name: _mae(e) for name, e in errors.items()},
+            'mae_by_phase': {phase: {'timesteps': len(idx), **{name: _mae(e[idx]) for name, e in errors.items()}}
+                             for phase, idx in sorted(by_phase.items())}}
