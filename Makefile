@@ -11,7 +11,7 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench train-stack clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,13 @@ test-fast: setup
 	$(PY) -m pytest test -m "not slow"
 
 bench: setup
-	$(PY) bench/engine.py --preset tiny
-	$(PY) bench/safety.py --robot ur5e
+	$(VENV)/bin/gato-ros bench engine --preset tiny
+	$(VENV)/bin/gato-ros bench safety --robot ur5e
+	$(VENV)/bin/gato-ros bench train --preset tiny
+
+# The learning recipe, from nothing to checkpoints/gato-stack (docs/learning.md); resumable: run it again.
+train-stack: setup
+	$(VENV)/bin/gato-ros recipe --out runs/recipe-stack --export checkpoints/gato-stack
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

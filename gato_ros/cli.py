@@ -20,6 +20,7 @@ COMMANDS = {
     'dagger': 'One DAgger round: the policy drives, the scripted expert labels every visited state',
     'diagnose': 'Teacher-forced action error of a checkpoint on held-out episodes, next to trivial baselines',
     'export': 'Deployable copy of a checkpoint (bf16 weights, no optimizer state)',
+    'recipe': 'From nothing to an exported, evaluated stacking checkpoint: record, train, DAgger, eval, export',
 }
 
 

@@ -1,9 +1,9 @@
-"""`gato-ros bench {engine,safety} ...`: forwards to the benchmark modules that bench/*.py also run."""
+"""`gato-ros bench {engine,safety,train} ...`: forwards to the benchmark modules that bench/*.py also run."""
 
 import argparse
 import importlib
 
-BENCHMARKS = ('engine', 'safety')
+BENCHMARKS = ('engine', 'safety', 'train')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -73,10 +73,10 @@ class Stages:
         return self.record['stages'][name]['stdout']
 
 
-def train_options(args) -> list[str]:
+def train_options(args, lr: float) -> list[str]:
     """The recipe's training settings (docs/learning.md has the ablation behind each one)."""
     return ['--preset', 'tiny', '--context', '51', '--prompt-prob', '0', '--label-sigma', '0.02',
-            '--aux-weight', '1.0', '--batch-size', str(args.batch_size), '--lr', str(args.lr),
+            '--aux-weight', '1.0', '--batch-size', str(args.batch_size), '--lr', str(lr),
             '--checkpoint-every', '500', '--no-progress']
 
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                             '--out', str(data / 'heldout'), '--json']])
     threads = ['--threads', str(args.threads)]
     stages.run('train', [['train', '--data', str(data / 'demos'), '--out', str(out / 'train'), '--steps',
-                          str(args.steps), *train_options(args), *threads, '--resume']])
+                          str(args.steps), '--warmup', '200', *train_options(args, args.lr), *threads, '--resume']])
     checkpoint, dirs = out / 'train', [str(data / 'demos')]
     for k in range(1, args.dagger_rounds + 1):
         rollout_dir = data / f'dagger-{k}'
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                                    for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1]))])
         dirs.append(str(rollout_dir))
         stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
-                                     str(checkpoint), '--steps', str(args.dagger_steps), *train_options(args),
+                                     str(checkpoint), '--steps', str(args.dagger_steps), *train_options(args, args.lr / 2),
                                      *threads, '--warmup', '100', '--resume']])
         checkpoint = out / f'train-{k}'
     stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),

@@ -172,14 +172,16 @@ def latest_checkpoint(path) -> Path:
     return found[-1]
 
 
-def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def optimizer_for(model: nn.Module, cfg: TrainConfig, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW over `model`'s parameters; fused (one kernel for all of them) is ~5x the foreach step on CPU,
+    where the 33025 x d embedding table makes the update a large share of a small model's step."""
     # Decay matrices and embeddings; not biases and norm gains (the nanoGPT split).
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW([{'params': decay, 'weight_decay': cfg.weight_decay},
                               {'params': no_decay, 'weight_decay': 0.0}],
-                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)  # fused: 5x the foreach step on CPU
+                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused, foreach=not fused)
 
 
 def _batches(sampler: DistributedSampler, batch_size: int, start_step: int):
@@ -216,7 +218,7 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
     torch.manual_seed(cfg.seed)
 
     loss_fn = BehaviourCloningLoss(model, cfg.action_head, cfg.label_sigma, cfg.aux_weight).to(dev)
-    optimizer = _optimizer(loss_fn, cfg)
+    optimizer = optimizer_for(loss_fn, cfg)
     start_step = 0
     if resume and checkpoint_dirs(out_dir):
         ckpt = checkpoint_dirs(out_dir)[-1]
