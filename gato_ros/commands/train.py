@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gato_ros.commands import arguments
 from gato_ros.core.data import load_episodes
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset
 from gato_ros.core.model import PRESETS, Gato, preset
@@ -25,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--data', required=True, type=Path, help='directory of recorded episodes (*.mcap)')
     parser.add_argument('--preset', default='tiny', choices=sorted(PRESETS), help='model preset (default tiny)')
     parser.add_argument('--out', required=True, type=Path, help='checkpoint directory (step-NNNNNNN/ inside)')
-    parser.add_argument('--steps', type=int, default=defaults.steps, help=f'optimizer steps ({defaults.steps})')
-    parser.add_argument('--batch-size', type=int, default=defaults.batch_size,
+    parser.add_argument('--steps', type=arguments.positive_int, default=defaults.steps,
+                        help=f'optimizer steps ({defaults.steps})')
+    parser.add_argument('--batch-size', type=arguments.positive_int, default=defaults.batch_size,
                         help=f'sequences per step and process ({defaults.batch_size})')
     parser.add_argument('--lr', type=float, default=defaults.lr, help=f'peak learning rate ({defaults.lr})')
     parser.add_argument('--warmup', type=int, default=None,
@@ -36,11 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='tokens per training sequence (default: the preset\'s context, 1024)')
     parser.add_argument('--prompt-prob', type=float, default=DatasetConfig().prompt_prob,
                         help='share of sequences with a demonstration prompt (Gato: 0.25)')
-    parser.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
+    parser.add_argument('--checkpoint-every', type=arguments.positive_int, default=defaults.checkpoint_every)
     parser.add_argument('--seed', type=int, default=defaults.seed, help='initialisation and data order seed')
     parser.add_argument('--workers', type=int, default=defaults.num_workers, help='DataLoader worker processes')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--device', type=arguments.torch_device,
+                        default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu, cuda or cuda:N (default: cuda when available)')
     parser.add_argument('--include-failures', action='store_true',
                         help='also train on episodes where the expert failed (default: successful ones only)')
     parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
