@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -166,3 +167,13 @@ def camera_info(fovy_deg: float, width: int, height: int, frame_id: str) -> Came
                       p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
     info.header.frame_id = frame_id
     return info
+
+
+def diagnostic_array(name: str, level: int, message: str, hardware_id: str, values: dict,
+                     stamp: Time) -> DiagnosticArray:
+    """One DiagnosticStatus (level 0 OK, 1 WARN, 2 ERROR) for /diagnostics; values are shown as text."""
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -66,6 +66,7 @@ class PolicyNodeConfig:
                                   range=(0.01, 5.0))
     horizon: float = _param(0.2, 'time span (s) covered by each proposal', range=(0.01, 2.0))
     n_points: int = _param(5, 'trajectory points per proposal', range=(2, 100))
+    diagnostics_rate: float = _param(2.0, '/diagnostics publications per second (Hz)', range=(1.0, 10.0))
 
     def __post_init__(self):
         _check('policy_node', self)
