@@ -24,6 +24,7 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml')),
         ('share/' + package_name + '/config/robots', glob('config/robots/*.yaml')),
         ('share/' + package_name + '/urdf', glob('urdf/*.urdf')),
+        ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
         *checkpoint_folders(),
     ],
     install_requires=['setuptools'],

@@ -51,6 +51,7 @@ def test_policy_node_runs_from_an_install_prefix(tmp_path):
         files = sorted(f.name for f in folder.iterdir() if f.is_file())
         assert sorted(f.name for f in (share / 'checkpoints' / folder.name).iterdir()) == files
     assert not [f for f in (share / 'checkpoints').iterdir() if f.is_file()]
+    assert (share / 'rviz' / 'gato_ros.rviz').is_file()
 
     site = prefix / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}' / 'site-packages'
     env = {**os.environ, 'AMENT_PREFIX_PATH': str(prefix), 'PYTHONPATH': str(site), 'OMP_NUM_THREADS': '1'}

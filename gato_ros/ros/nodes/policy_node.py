@@ -6,6 +6,9 @@ stale or malformed, or the step misses its deadline; then the node publishes an 
 safety controller takes as "no valid proposal: brake to a hold". A 50 Hz watchdog does the same as soon as an
 input turns stale, so the arm starts braking stale_timeout after the last frame, not up to a period later.
 
+For rviz (rviz/gato_ros.rviz): ~/envelope (latched MarkerArray: the workspace box and the table plane) and
+~/tool_path (Marker: the tool path of each proposal, deleted on a hold); /diagnostics as the safety controller.
+
   policy_node --ros-args -p robot:=ur5e -p checkpoint:=/path/to/checkpoint
 """
 
@@ -20,20 +23,22 @@ import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
 
 from gato_ros.core.observation import build_observation, gripper_closure
 from gato_ros.core.robots import CartesianActionSpace, Kinematics, load_profile, tool_yaw
 from gato_ros.core.robots.profile import finger_limits
 from gato_ros.core.safety import Proposal
-from gato_ros.ros import conversions, params
+from gato_ros.ros import conversions, markers, params
 from gato_ros.ros.params import PolicyNodeConfig
 
 WATCHDOG_PERIOD = 0.02  # s: input-staleness check between steps
 COMMAND_QOS = 1         # reliable, depth 1: only the newest proposal matters
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class PolicyNodeStatus(enum.Enum):
@@ -121,6 +126,10 @@ class PolicyNode(Node):
         self.latency_pub = self.create_publisher(Float64, '~/latency', 10)
         self.status_pub = self.create_publisher(String, '~/status', 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.frame = markers.base_frame(self.profile.urdf_path)
+        self.tool_path_pub = self.create_publisher(Marker, '~/tool_path', COMMAND_QOS)
+        self.envelope_pub = self.create_publisher(MarkerArray, '~/envelope', LATCHED_QOS)
+        self.envelope_pub.publish(markers.envelope(self.profile, self.frame))
         self.create_timer(1.0 / self.config.rate, self.step, MutuallyExclusiveCallbackGroup())
         self.create_timer(WATCHDOG_PERIOD, self._watchdog, MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / self.config.diagnostics_rate, self._publish_diagnostics,
@@ -213,6 +222,8 @@ class PolicyNode(Node):
                 return None if self._closed else self._hold(*problem)
             self._gripper_command = self.action_space.gripper_command(result.action)
             self.proposal_pub.publish(conversions.proposal_to_trajectory(proposal, self.profile.joint_names))
+            self.tool_path_pub.publish(markers.tool_path([self.kinematics.tool_position(q) for q in positions],
+                                                         self.frame))
             self.gripper_pub.publish(Float64(data=self._gripper_command))
             self._holding = False
             self._report(PolicyNodeStatus.OK, f'step {result.latency_s * 1e3:.1f} ms')
@@ -252,6 +263,7 @@ class PolicyNode(Node):
         hold = JointTrajectory(joint_names=list(self.profile.joint_names))
         hold.header.stamp = self.get_clock().now().to_msg()
         self.proposal_pub.publish(hold)
+        self.tool_path_pub.publish(markers.tool_path([], self.frame))
         self._holding = True
         self._report(status, reason)
 
