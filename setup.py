@@ -1,8 +1,16 @@
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 package_name = 'gato_ros'
+
+
+def checkpoint_folders():
+    """One data_files entry per committed checkpoint: share/gato_ros/checkpoints/<name>/, files kept apart."""
+    return [(f'share/{package_name}/{folder.as_posix()}', sorted(str(f) for f in folder.iterdir() if f.is_file()))
+            for folder in sorted(Path('checkpoints').glob('*/')) if folder.is_dir()]
+
 
 setup(
     name=package_name,
@@ -16,7 +24,8 @@ setup(
         ('share/' + package_name + '/config', glob('config/*.yaml')),
         ('share/' + package_name + '/config/robots', glob('config/robots/*.yaml')),
         ('share/' + package_name + '/urdf', glob('urdf/*.urdf')),
-        ('share/' + package_name + '/checkpoints', glob('checkpoints/*/*')),
+        ('share/' + package_name + '/rviz', glob('rviz/*.rviz')),
+        *checkpoint_folders(),
     ],
     install_requires=['setuptools'],
     zip_safe=False,

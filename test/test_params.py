@@ -108,3 +108,25 @@ def test_safety_node_resolves_the_command_interface(context):
     assert node.gripper_topic == '/gripper_controller/commands'
     assert node.filter.config.joint_names[0] == 'right_j0'
     node.destroy_node()
+
+
+@pytest.mark.parametrize('node_name, key, message', [
+    ('policy_node', 'rat', r"policy_node: unknown parameter 'rat'; did you mean 'rate'\?"),
+    ('safety_controller_node', 'stale_timout', r"unknown parameter 'stale_timout'; did you mean 'stale_timeout'\?"),
+    ('policy_node', 'xyzzy', r"unknown parameter 'xyzzy'; its parameters are allow_random_weights, camera_topics"),
+])
+def test_unknown_yaml_key_stops_the_node_naming_the_closest(context, tmp_path, node_name, key, message):
+    path = tmp_path / 'typo.yaml'
+    path.write_text(yaml.safe_dump({f'/**/{node_name}': {'ros__parameters': {key: 10.0}}}))
+    node = make_node(context, node_name, params_file=path)
+    with pytest.raises(ParamError, match=message):
+        params.declare(node, params.NODE_CONFIGS[node_name])
+    node.destroy_node()
+
+
+def test_a_sibling_nodes_parameter_given_to_every_node_passes(context):
+    # `-p camera_rate:=15.0` (sim_node's) reaches every node of the process, as `gato-ros demo` does
+    node = rclpy.create_node('safety_controller_node', namespace='/gato', context=context,
+                             cli_args=['--ros-args', '-p', 'camera_rate:=15.0', '-p', 'use_sim_time:=false'])
+    assert params.declare(node, SafetyNodeConfig).rate == 250.0
+    node.destroy_node()

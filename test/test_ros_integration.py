@@ -147,6 +147,8 @@ def test_ur5e_bringup_end_to_end(ur5e_bringup):
     profile = arm.profile
     assert wait_for(lambda: arm.commands['forward_position'], STARTUP), f'no commands:\n{log.read_text()}'
     status_after(arm, 'policy', 0.0, 'OK', timeout=30)
+    assert wait_for(lambda: any(d.status[0].name == 'gato_ros: /gato/policy_node' and d.status[0].message.startswith(
+        ('OK', 'DEADLINE_MISSED')) for _, d in list(arm.diagnostics)), 5.0), 'policy_node stepping: not on /diagnostics'
 
     # Camera stops while the arm moves: STALE_INPUT, and the command holds within stale_timeout + braking.
     assert wait_for(lambda: moving(arm.commands['forward_position']), 20.0), arm.status

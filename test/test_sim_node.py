@@ -8,10 +8,10 @@ import pytest
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from builtin_interfaces.msg import Duration
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -47,6 +47,49 @@ def test_bad_parameter_fails_at_start_naming_it(ros):
         make_node(context, rate=5.0)
     with pytest.raises(ParamError, match='task'):
         make_node(context, task=['red', 'pink'])
+
+
+def test_sensor_topics_have_the_drivers_qos_and_camera_info_projects_like_the_render(ros):
+    context, executor = ros
+    sim = make_node(context, image_size=128, camera_rate=30.0)
+    client = rclpy.create_node('sim_qos_test', context=context)
+    executor.add_node(sim)
+    executor.add_node(client)
+    got = {'joints': [], 'image': [], 'info': []}
+    # A reliable subscriber (rviz, ros2 bag) hears /joint_states; best-effort SensorDataQoS ones hear the cameras.
+    client.create_subscription(JointState, '/joint_states', got['joints'].append,
+                               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    client.create_subscription(Image, '/camera/front_left/image_raw', got['image'].append, qos_profile_sensor_data)
+    client.create_subscription(CameraInfo, '/camera/front_left/camera_info', got['info'].append,
+                               qos_profile_sensor_data)
+    try:
+        assert spin_until(executor, lambda: got['joints'] and got['image'] and got['info'], 20)
+        for topic in ('/joint_states', '/camera/front_left/image_raw', '/camera/front_left/camera_info'):
+            (publisher,) = client.get_publishers_info_by_topic(topic)
+            assert publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE, topic
+        # discovery does not carry the history depth: read it off the publishers
+        assert sim.joint_pub.qos_profile.depth == sim.image_pubs['front_left'].qos_profile.depth == 10
+        image, info = got['image'][-1], got['info'][-1]
+        assert (info.width, info.height, info.header.frame_id) == (128, 128, 'front_left') == \
+            (image.width, image.height, image.header.frame_id)
+        fovy = sim.sim.model.cam_fovy[sim.sim.model.camera('front_left').id]
+        k = np.array(info.k).reshape(3, 3)
+        assert k[0, 0] == k[1, 1] == pytest.approx(64.0 / np.tan(np.radians(fovy) / 2))
+        # The blocks' centres, projected through K from the camera's pose, land on their pixels in the image.
+        rgb = np.frombuffer(bytes(image.data), dtype=np.uint8).reshape(128, 128, 3).astype(int)
+        data, camera = sim.sim.data, sim.sim.model.camera('front_left').id
+        for color, channel in (('red', 0), ('green', 1)):
+            centre = sim.privileged_state().blocks[color].position
+            x, y, z = data.cam_xmat[camera].reshape(3, 3).T @ (centre - data.cam_xpos[camera])  # looks along -z
+            u, v = k[0, 2] + k[0, 0] * x / -z, k[1, 2] - k[1, 1] * y / -z
+            rows, cols = np.nonzero(rgb[..., channel] - np.delete(rgb, channel, axis=2).max(axis=2) > 60)
+            assert rows.size > 20, color
+            assert abs(cols.mean() - u) < 1.5 and abs(rows.mean() - v) < 1.5, (color, u, v, cols.mean(), rows.mean())
+    finally:
+        executor.remove_node(client)
+        executor.remove_node(sim)
+        client.destroy_node()
+        sim.destroy_node()
 
 
 @pytest.mark.slow

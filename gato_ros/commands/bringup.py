@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from gato_ros.commands import arguments
 from gato_ros.ros.params import COMMAND_INTERFACES
 
 
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     weights.add_argument('--allow-random-weights', action='store_true',
                          help='RANDOM weights, for bring-up and tests only: the arm moves meaninglessly')
     parser.add_argument('--preset', help='model preset for random weights (default: config/policy.yaml)')
-    parser.add_argument('--device', help='torch device: cpu, cuda, cuda:N (default: config/policy.yaml)')
+    parser.add_argument('--device', type=arguments.torch_device,
+                        help='torch device: cpu, cuda, cuda:N (default: config/policy.yaml)')
     parser.add_argument('--command-interface', choices=COMMAND_INTERFACES,
                         help="default: the robot profile's")
     parser.add_argument('--use-sim-time', action='store_true', help='follow /clock (simulation)')
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                              preset=args.preset, device=args.device, command_interface=args.command_interface,
                              use_sim_time=True if args.use_sim_time else None)
     started = []
-    code = bringup(options, ros_args=args.ros_args, on_ready=started.extend)
+    code = bringup(options, ros_args=['--log-level', args.log_level, *args.ros_args], on_ready=started.extend)
     if started:
         _report(started, args.json)
     return code

@@ -11,23 +11,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from gato_ros.commands.record import task_pair
+from gato_ros.commands import arguments
 
 DAGGER_SEED = 3_000_000   # rollout seeds: away from recording (0..), evaluation (1e6..) and prompt (2e6..) seeds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--checkpoint', required=True, type=Path,
+    parser.add_argument('--checkpoint', required=True, type=arguments.checkpoint,
                         help='checkpoint directory, or a training --out directory (its newest checkpoint)')
-    parser.add_argument('--robot', default='ur5e', help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
-    parser.add_argument('--episodes', type=int, required=True, help='number of rollouts')
+    parser.add_argument('--robot', default='ur5e', type=arguments.robot, help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
+    parser.add_argument('--episodes', type=arguments.positive_int, required=True, help='number of rollouts')
     parser.add_argument('--out', required=True, type=Path, help='output directory (created if missing)')
     parser.add_argument('--seed', type=int, default=DAGGER_SEED, help=f'first rollout seed (default {DAGGER_SEED})')
-    parser.add_argument('--task', type=task_pair, default=('red', 'blue'), help="'top,bottom' (default red,blue)")
+    parser.add_argument('--task', type=arguments.task_pair, default=('red', 'blue'), help="'top,bottom' (default red,blue)")
     parser.add_argument('--beta', type=float, default=0.0,
                         help='probability that the expert acts instead of the policy at a step (default 0)')
     parser.add_argument('--max-time', type=float, default=20.0, help='rollout limit, sim seconds (default 20)')
-    parser.add_argument('--threads', type=int, default=1, help='torch threads for the policy (default 1)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=1, help='torch threads for the policy (default 1)')
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
 
 
@@ -41,15 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from gato_ros.core.robots import load_profile
     from gato_ros.core.sim import SimConfig
     from gato_ros.core.sim.runner import RunnerConfig
-    from gato_ros.core.train import latest_checkpoint
 
-    if args.episodes < 1:
-        raise SystemExit(f'--episodes must be >= 1, got {args.episodes}')
     if not 0.0 <= args.beta <= 1.0:
         raise SystemExit(f'--beta must be in [0, 1], got {args.beta}')
     torch.set_num_threads(args.threads)
     profile = load_profile(args.robot)
-    policy = GatoPolicy.from_checkpoint(latest_checkpoint(args.checkpoint), profile)
+    policy = GatoPolicy.from_checkpoint(args.checkpoint, profile)
     spec = policy.spec
     recorder = Recorder(SimConfig(robot=args.robot, task=args.task, image_size=spec.image_size, cameras=spec.cameras),
                         RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True))

@@ -6,14 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
+from gato_ros.commands import arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--checkpoint', required=True, type=Path,
+    parser.add_argument('--checkpoint', required=True, type=arguments.checkpoint,
                         help='checkpoint directory, or a training --out directory (its newest checkpoint)')
     parser.add_argument('--data', required=True, type=Path, help='directory of HELD-OUT recorded episodes (*.mcap)')
-    parser.add_argument('--episodes', type=int, default=15, help='episodes to use, first by name (default 15)')
-    parser.add_argument('--every', type=int, default=1, help='use every K-th timestep (default 1)')
-    parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch decides)')
+    parser.add_argument('--episodes', type=arguments.positive_int, default=15, help='episodes to use, first by name (default 15)')
+    parser.add_argument('--every', type=arguments.positive_int, default=1, help='use every K-th timestep (default 1)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=None, help='torch threads (default: torch decides)')
     parser.add_argument('--json', action='store_true', help='print the report as one JSON line')
 
 
@@ -25,17 +27,14 @@ def run(args: argparse.Namespace) -> int:
     from gato_ros.core.diagnosis import diagnose
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
-    from gato_ros.core.train import latest_checkpoint
 
-    if args.episodes < 1 or args.every < 1:
-        raise SystemExit(f'--episodes and --every must be >= 1, got {args.episodes} and {args.every}')
     if args.threads:
         torch.set_num_threads(args.threads)
     paths = episode_paths(args.data)[:args.episodes]
     if not paths:
         raise SystemExit(f'{args.data}: no episodes (*.mcap)')
     episodes = [read_episode(p) for p in paths]
-    checkpoint = latest_checkpoint(args.checkpoint)
+    checkpoint = args.checkpoint
     policy = GatoPolicy.from_checkpoint(checkpoint, load_profile(episodes[0].info.robot))
     history = max(1, policy.spec.context // EpisodeTokens(episodes[0]).tokens_per_timestep)
     report = {'checkpoint': str(checkpoint), 'data': str(args.data),

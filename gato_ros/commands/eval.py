@@ -9,25 +9,28 @@ import os
 import tempfile
 from pathlib import Path
 
-from gato_ros.commands.record import task_pair
+from gato_ros.commands import arguments
 
 PROMPT_SEED = 2_000_000   # demonstrations for prompts: away from recording (0..) and evaluation (1e6..) seeds
 PROMPT_ATTEMPTS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--checkpoint', required=True, type=Path,
+    parser.add_argument('--checkpoint', required=True, type=arguments.checkpoint,
                         help='checkpoint directory, or a training --out directory (its newest checkpoint)')
-    parser.add_argument('--robot', default='ur5e', help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
-    parser.add_argument('--episodes', type=int, default=10, help='number of episodes (default 10)')
+    parser.add_argument('--robot', type=arguments.robot, default='ur5e',
+                        help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
+    parser.add_argument('--episodes', type=arguments.positive_int, default=10, help='number of episodes (default 10)')
     parser.add_argument('--seed', type=int, default=None, help='first evaluation seed (default 1000000, held out)')
-    parser.add_argument('--task', type=task_pair, default=('red', 'blue'), help="'top,bottom' (default red,blue)")
-    parser.add_argument('--prompt-task', type=task_pair, default=None,
+    parser.add_argument('--task', type=arguments.task_pair, default=('red', 'blue'),
+                        help="'top,bottom' (default red,blue)")
+    parser.add_argument('--prompt-task', type=arguments.task_pair, default=None,
                         help="condition on a successful scripted demonstration of 'top,bottom' and evaluate that "
                              'task (overrides --task)')
     parser.add_argument('--deadline-ms', type=float, default=100.0, help='policy step deadline (default 100 ms)')
     parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
-    parser.add_argument('--device', default='cpu', help='torch device for the policy (default cpu)')
+    parser.add_argument('--device', type=arguments.torch_device, default='cpu',
+                        help='torch device for the policy: cpu, cuda, cuda:N (default cpu)')
     parser.add_argument('--out', type=Path, default=Path('eval'), help='output directory (default ./eval)')
     parser.add_argument('--no-video', action='store_true', help='skip the video')
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
@@ -72,14 +75,10 @@ def run(args: argparse.Namespace) -> int:
     from gato_ros.core.robots import load_profile
     from gato_ros.core.sim import SimConfig
     from gato_ros.core.sim.runner import RunnerConfig
-    from gato_ros.core.train import latest_checkpoint
 
-    if args.episodes < 1:
-        raise SystemExit(f'--episodes must be >= 1, got {args.episodes}')
-    checkpoint = latest_checkpoint(args.checkpoint)
     deadline = args.deadline_ms / 1e3
     profile = load_profile(args.robot)
-    policy = GatoPolicy.from_checkpoint(checkpoint, profile, device=args.device, deadline_s=deadline)
+    policy = GatoPolicy.from_checkpoint(args.checkpoint, profile, device=args.device, deadline_s=deadline)
     spec = policy.spec   # the observation layout and rate the checkpoint was trained on
     task = args.prompt_task or args.task
     sim_config = SimConfig(robot=args.robot, task=task, image_size=spec.image_size, cameras=spec.cameras)
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     frames = None if args.no_video else FrameRecorder()
     summary = evaluate(policy, sim_config, runner_config, args.episodes, seed, prompt, frames,
                        progress=not args.json)
-    metrics = {'checkpoint': str(checkpoint), 'robot': profile.name, 'task': ','.join(task),
+    metrics = {'checkpoint': str(args.checkpoint), 'robot': profile.name, 'task': ','.join(task),
                'prompt': ','.join(args.prompt_task) if args.prompt_task else None,
                'prompt_tokens': len(prompt) if prompt is not None else 0, 'first_seed': seed,
                'device': args.device, **summary.metrics(deadline)}

@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from gato_ros.commands import arguments
+
 HELDOUT_SEED = 900_000
 EVAL_SEED = 1_000_000
 
@@ -30,16 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=Path, default=Path('runs/recipe-stack'), help='work directory')
     parser.add_argument('--export', type=Path, default=None, help='export the final checkpoint here (e.g. '
                         'checkpoints/gato-stack) with its model card')
-    parser.add_argument('--robot', default='ur5e', help='robot profile (default ur5e)')
-    parser.add_argument('--episodes', type=int, default=1000, help='demonstrations (default 1000)')
-    parser.add_argument('--steps', type=int, default=4000, help='training steps of the first model (default 4000)')
-    parser.add_argument('--batch-size', type=int, default=32, help='sequences per step (default 32)')
+    parser.add_argument('--robot', default='ur5e', type=arguments.robot, help='robot profile (default ur5e)')
+    parser.add_argument('--episodes', type=arguments.positive_int, default=1000, help='demonstrations (default 1000)')
+    parser.add_argument('--steps', type=arguments.positive_int, default=4000, help='training steps of the first model (default 4000)')
+    parser.add_argument('--batch-size', type=arguments.positive_int, default=32, help='sequences per step (default 32)')
     parser.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (default 1e-3)')
     parser.add_argument('--dagger-rounds', type=int, default=1, help='DAgger rounds (default 1)')
-    parser.add_argument('--dagger-episodes', type=int, default=100, help='rollouts per DAgger round (default 100)')
-    parser.add_argument('--dagger-steps', type=int, default=1500, help='retraining steps per round (default 1500)')
-    parser.add_argument('--eval-episodes', type=int, default=100, help='closed-loop evaluation episodes (default 100)')
-    parser.add_argument('--threads', type=int, default=2, help='torch threads for training (default 2)')
+    parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=100, help='rollouts per DAgger round (default 100)')
+    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500, help='retraining steps per round (default 1500)')
+    parser.add_argument('--eval-episodes', type=arguments.positive_int, default=100, help='closed-loop evaluation episodes (default 100)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=2, help='torch threads for training (default 2)')
 
 
 class Stages:
@@ -93,9 +95,6 @@ def merged_eval(outputs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ('episodes', 'steps', 'batch_size', 'dagger_episodes', 'dagger_steps', 'eval_episodes', 'threads'):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.dagger_rounds < 0:
         raise SystemExit(f'--dagger-rounds must be >= 0, got {args.dagger_rounds}')
     out = args.out

@@ -10,23 +10,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-
-def task_pair(text: str) -> tuple[str, str]:
-    parts = tuple(p.strip() for p in text.split(','))
-    if len(parts) != 2 or not all(parts):
-        raise argparse.ArgumentTypeError(f"task must be 'top,bottom' (e.g. red,blue), got {text!r}")
-    return parts
+from gato_ros.commands import arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--robot', default='ur5e', help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
-    parser.add_argument('--episodes', type=int, required=True, help='number of episodes')
+    parser.add_argument('--robot', type=arguments.robot, default='ur5e',
+                        help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
+    parser.add_argument('--episodes', type=arguments.positive_int, required=True, help='number of episodes')
     parser.add_argument('--out', required=True, type=Path, help='output directory (created if missing)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the first episode; episode i uses seed + i')
-    parser.add_argument('--task', type=task_pair, action='append',
+    parser.add_argument('--task', type=arguments.task_pair, action='append',
                         help="'top,bottom' block colours (repeatable: episodes cycle through the tasks; "
                              'default red,blue)')
-    parser.add_argument('--image-size', type=int, default=64, help='camera resolution, square (default 64)')
+    parser.add_argument('--image-size', type=arguments.image_size, default=64,
+                        help='camera resolution, square, a multiple of the 16 px patch (default 64)')
     parser.add_argument('--control-hz', type=float, default=10.0, help='expert action rate (default 10)')
     parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
@@ -38,8 +35,6 @@ def run(args: argparse.Namespace) -> int:
     from gato_ros.core.sim import SimConfig
     from gato_ros.core.sim.runner import RunnerConfig
 
-    if args.episodes < 1:
-        raise SystemExit(f'--episodes must be >= 1, got {args.episodes}')
     tasks = args.task or [('red', 'blue')]
     args.out.mkdir(parents=True, exist_ok=True)
     todo = pending_episodes(args.out, args.robot, tasks, args.seed, args.episodes)

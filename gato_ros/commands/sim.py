@@ -1,15 +1,17 @@
 """`gato-ros sim expert`: run the scripted expert in the embedded simulation, through the SafetyFilter."""
 
 import json
-import sys
 import time
+
+from gato_ros.commands import arguments
 
 
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest='action', required=True, metavar='ACTION')
     expert = sub.add_parser('expert', help='Run the scripted stacking expert for N episodes and report success')
-    expert.add_argument('--robot', default='ur5e', help='robot profile name or YAML path (default: ur5e)')
-    expert.add_argument('--episodes', type=int, default=10, help='number of episodes (default: 10)')
+    expert.add_argument('--robot', type=arguments.robot, default='ur5e',
+                        help='robot profile name or YAML path (default: ur5e)')
+    expert.add_argument('--episodes', type=arguments.positive_int, default=10, help='number of episodes (default: 10)')
     expert.add_argument('--seed', type=int, default=0, help='seed of the first episode; episode i uses seed + i')
     expert.add_argument('--task', nargs=2, default=('red', 'blue'), metavar=('TOP', 'BOTTOM'),
                         help='stack block TOP on block BOTTOM (default: red blue)')
@@ -19,19 +21,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from gato_ros.core.robots import Kinematics, ProfileError
+    from gato_ros.core.robots import Kinematics
     from gato_ros.core.sim import SimConfig, StackingSim
     from gato_ros.core.sim.expert import ScriptedExpert
     from gato_ros.core.sim.runner import RunnerConfig, make_safety_filter, run_episode
 
-    if args.episodes < 1:
-        print(f'gato-ros sim expert: --episodes must be >= 1, got {args.episodes}', file=sys.stderr)
-        return 2
-    try:
-        sim = StackingSim(SimConfig(robot=args.robot, task=tuple(args.task)))
-    except (ValueError, ProfileError, FileNotFoundError) as error:
-        print(f'gato-ros sim expert: {error}', file=sys.stderr)
-        return 2
+    sim = StackingSim(SimConfig(robot=args.robot, task=tuple(args.task)))  # a bad task: one line, exit 2 (cli.py)
     kin = Kinematics(sim.profile)
     runner = RunnerConfig()
     expert = ScriptedExpert(sim.config.task, sim.config.block_size)

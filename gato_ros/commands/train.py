@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gato_ros.commands import arguments
 from gato_ros.core.data import load_episodes
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset
 from gato_ros.core.model import PRESETS, Gato, preset
@@ -28,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='directories of recorded episodes (*.mcap): demonstrations and DAgger rounds')
     parser.add_argument('--preset', default='tiny', choices=sorted(PRESETS), help='model preset (default tiny)')
     parser.add_argument('--out', required=True, type=Path, help='checkpoint directory (step-NNNNNNN/ inside)')
-    parser.add_argument('--steps', type=int, default=defaults.steps, help=f'optimizer steps ({defaults.steps})')
-    parser.add_argument('--batch-size', type=int, default=defaults.batch_size,
+    parser.add_argument('--steps', type=arguments.positive_int, default=defaults.steps,
+                        help=f'optimizer steps ({defaults.steps})')
+    parser.add_argument('--batch-size', type=arguments.positive_int, default=defaults.batch_size,
                         help=f'sequences per step and process ({defaults.batch_size})')
     parser.add_argument('--lr', type=float, default=defaults.lr, help=f'peak learning rate ({defaults.lr})')
     parser.add_argument('--warmup', type=int, default=None,
@@ -49,12 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="action decoding written into the checkpoint's PolicySpec (default: 'mean' with "
                              "--label-sigma > 0, else 'argmax')")
     parser.add_argument('--bf16', action='store_true', help='bfloat16 autocast on CPU (CUDA always uses it)')
-    parser.add_argument('--checkpoint-every', type=int, default=defaults.checkpoint_every)
+    parser.add_argument('--checkpoint-every', type=arguments.positive_int, default=defaults.checkpoint_every)
     parser.add_argument('--seed', type=int, default=defaults.seed, help='initialisation and data order seed')
     parser.add_argument('--workers', type=int, default=defaults.num_workers, help='DataLoader worker processes')
-    parser.add_argument('--threads', type=int, default=None, help='torch threads (default: torch decides)')
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu',
-                        help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=None,
+                        help='torch threads (default: torch decides)')
+    parser.add_argument('--device', type=arguments.torch_device,
+                        default='cuda' if torch.cuda.is_available() else 'cpu',
+                        help='cpu, cuda or cuda:N (default: cuda when available)')
     parser.add_argument('--include-failures', action='store_true',
                         help='also train on episodes where the expert failed (default: successful ones only)')
     parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
@@ -117,8 +121,6 @@ def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset) -> t
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f'--threads must be >= 1, got {args.threads}')
         torch.set_num_threads(args.threads)
     model_config = preset(args.preset)
     if args.context is not None:

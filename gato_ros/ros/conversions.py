@@ -5,12 +5,14 @@ Times are float seconds on the node's clock; stamps convert with `to_seconds` / 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from sensor_msgs.msg import CompressedImage, Image, JointState
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -152,3 +154,26 @@ def trajectory_command(joint_names: Sequence[str], positions, velocities, time_f
                                  velocities=[float(v) for v in velocities],
                                  time_from_start=to_duration_msg(time_from_start))
     return JointTrajectory(joint_names=list(joint_names), points=[point])
+
+
+def camera_info(fovy_deg: float, width: int, height: int, frame_id: str) -> CameraInfo:
+    """CameraInfo of an ideal pinhole camera with vertical field of view `fovy_deg` (a MuJoCo camera): square
+    pixels, fx = fy = (height/2) / tan(fovy/2), principal point at the image centre ((w-1)/2, (h-1)/2 in
+    pixel-centre coordinates), no distortion, rectified = raw."""
+    f = (height / 2.0) / math.tan(math.radians(fovy_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob', d=[0.0] * 5,
+                      k=[f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0], r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+    info.header.frame_id = frame_id
+    return info
+
+
+def diagnostic_array(name: str, level: int, message: str, hardware_id: str, values: dict,
+                     stamp: Time) -> DiagnosticArray:
+    """One DiagnosticStatus (level 0 OK, 1 WARN, 2 ERROR) for /diagnostics; values are shown as text."""
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -2,12 +2,14 @@
 
 Each field's metadata carries the description and the allowed range or choices; `declare` declares them on a
 node with matching ParameterDescriptors and builds the frozen config, so a bad YAML value fails at start-up
-with a message naming the node, the parameter and the allowed range.
+with a message naming the node, the parameter and the allowed range, and a misspelt key (`rat:`) with the key
+and the closest parameter name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -64,6 +66,7 @@ class PolicyNodeConfig:
                                   range=(0.01, 5.0))
     horizon: float = _param(0.2, 'time span (s) covered by each proposal', range=(0.01, 2.0))
     n_points: int = _param(5, 'trajectory points per proposal', range=(2, 100))
+    diagnostics_rate: float = _param(2.0, '/diagnostics publications per second (Hz)', range=(1.0, 10.0))
 
     def __post_init__(self):
         _check('policy_node', self)
@@ -162,8 +165,24 @@ def _descriptor(f: dataclasses.Field) -> ParameterDescriptor:
     return desc
 
 
+def _reject_unknown(node: Node, config_cls) -> None:
+    """A value given for a parameter no gato_ros node has (a YAML typo such as `rat:`) stops the node, naming
+    the closest parameter of this node. Names of the other gato_ros nodes pass: `-p name:=value` and `/**`
+    sections reach every node of a process."""
+    anywhere = set().union(*(declared_names(cls) for cls in NODE_CONFIGS.values()))
+    # rclpy keeps the values from --params-file, -p and parameter_overrides here; it has no public accessor.
+    for name in sorted(getattr(node, '_parameter_overrides', {})):
+        if node.has_parameter(name) or name in anywhere:
+            continue
+        ours = sorted(declared_names(config_cls))
+        close = difflib.get_close_matches(name, ours, n=1)
+        hint = f'did you mean {close[0]!r}?' if close else f"its parameters are {', '.join(ours)}"
+        raise ParamError(f'{node.get_name()}: unknown parameter {name!r}; {hint}')
+
+
 def declare(node: Node, config_cls: type[C]) -> C:
-    """Declare every field of `config_cls` as a read-only parameter of `node`; return the frozen config."""
+    """Declare every field of `config_cls` as a read-only parameter of `node`; return the frozen config.
+    Raises ParamError on a bad value or an unknown parameter name."""
     node_name = node.get_name()
     values = {}
     for f in dataclasses.fields(config_cls):
@@ -178,4 +197,5 @@ def declare(node: Node, config_cls: type[C]) -> C:
             raise ParamError(f'{node_name} parameter {f.name!r} has the wrong type; expected '
                              f'{type(f.default).__name__} like {default!r}') from None
         values[f.name] = tuple(value) if isinstance(f.default, tuple) else value
+    _reject_unknown(node, config_cls)
     return config_cls(**values)

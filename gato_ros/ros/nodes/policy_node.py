@@ -6,6 +6,9 @@ stale or malformed, or the step misses its deadline; then the node publishes an 
 safety controller takes as "no valid proposal: brake to a hold". A 50 Hz watchdog does the same as soon as an
 input turns stale, so the arm starts braking stale_timeout after the last frame, not up to a period later.
 
+For rviz (rviz/gato_ros.rviz): ~/envelope (latched MarkerArray: the workspace box and the table plane) and
+~/tool_path (Marker: the tool path of each proposal, deleted on a hold); /diagnostics as the safety controller.
+
   policy_node --ros-args -p robot:=ur5e -p checkpoint:=/path/to/checkpoint
 """
 
@@ -19,20 +22,23 @@ import threading
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
+from visualization_msgs.msg import Marker, MarkerArray
 
 from gato_ros.core.observation import build_observation, gripper_closure
 from gato_ros.core.robots import CartesianActionSpace, Kinematics, load_profile, tool_yaw
 from gato_ros.core.robots.profile import finger_limits
 from gato_ros.core.safety import Proposal
-from gato_ros.ros import conversions, params
+from gato_ros.ros import conversions, markers, params
 from gato_ros.ros.params import PolicyNodeConfig
 
 WATCHDOG_PERIOD = 0.02  # s: input-staleness check between steps
 COMMAND_QOS = 1         # reliable, depth 1: only the newest proposal matters
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class PolicyNodeStatus(enum.Enum):
@@ -42,6 +48,14 @@ class PolicyNodeStatus(enum.Enum):
     INVALID_INPUT = 'an input could not be converted'
     DEADLINE_MISSED = 'the step took longer than the deadline'
     POLICY_ERROR = 'the policy returned no usable action'
+
+    @property
+    def level(self) -> int:
+        """diagnostic_msgs/DiagnosticStatus level: 0 OK, 1 WARN (no input yet, stale, late), 2 ERROR (bad input or
+        policy output)."""
+        if self is PolicyNodeStatus.OK:
+            return 0
+        return 2 if self in (PolicyNodeStatus.INVALID_INPUT, PolicyNodeStatus.POLICY_ERROR) else 1
 
 
 class StartupError(RuntimeError):
@@ -93,6 +107,9 @@ class PolicyNode(Node):
         self.policy = policy if policy is not None else load_policy(self.config, self.profile)
         if getattr(self.policy, 'random_weights', False):
             self.get_logger().warning('RANDOM WEIGHTS: the proposals are meaningless (bring-up/tests only)')
+            self._weights = f'RANDOM ({self.config.preset})'
+        else:  # a checkpoint, or a policy object handed in (the demo's scripted expert)
+            self._weights = self.config.checkpoint or type(self.policy).__name__
         self._finger_closed, self._finger_open = finger_limits(self.profile)
 
         self._images: dict[str, tuple[Image | CompressedImage, float]] = {}
@@ -117,8 +134,15 @@ class PolicyNode(Node):
         self.gripper_pub = self.create_publisher(Float64, '~/gripper', COMMAND_QOS)
         self.latency_pub = self.create_publisher(Float64, '~/latency', 10)
         self.status_pub = self.create_publisher(String, '~/status', 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.frame = markers.base_frame(self.profile.urdf_path)
+        self.tool_path_pub = self.create_publisher(Marker, '~/tool_path', COMMAND_QOS)
+        self.envelope_pub = self.create_publisher(MarkerArray, '~/envelope', LATCHED_QOS)
+        self.envelope_pub.publish(markers.envelope(self.profile, self.frame))
         self.create_timer(1.0 / self.config.rate, self.step, MutuallyExclusiveCallbackGroup())
         self.create_timer(WATCHDOG_PERIOD, self._watchdog, MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / self.config.diagnostics_rate, self._publish_diagnostics,
+                          MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f'{self.profile.name}: {self.config.rate:g} Hz, deadline {self.config.deadline * 1e3:.0f} ms, '
             f'cameras {dict(zip(self.config.cameras, self.config.camera_topics))}')
@@ -207,9 +231,27 @@ class PolicyNode(Node):
                 return None if self._closed else self._hold(*problem)
             self._gripper_command = self.action_space.gripper_command(result.action)
             self.proposal_pub.publish(conversions.proposal_to_trajectory(proposal, self.profile.joint_names))
+            self.tool_path_pub.publish(markers.tool_path([self.kinematics.tool_position(q) for q in positions],
+                                                         self.frame))
             self.gripper_pub.publish(Float64(data=self._gripper_command))
             self._holding = False
             self._report(PolicyNodeStatus.OK, f'step {result.latency_s * 1e3:.1f} ms')
+
+    def _publish_diagnostics(self):
+        """/diagnostics like the safety controller's: the last step's status, the weights and the step latency."""
+        status, reason = self._status or (PolicyNodeStatus.WAITING_FOR_INPUT, 'no step yet')
+        latencies = np.array(list(self.latencies)[-100:]) * 1e3  # the last 10 s at 10 Hz
+        values = {'status': status.name, 'reason': reason, 'robot': self.profile.name,
+                  'weights': self._weights, 'device': self.config.device,
+                  'rate_hz': f'{self.config.rate:g}', 'deadline_ms': f'{self.config.deadline * 1e3:.0f}',
+                  'step_latency_p50_ms': f'{np.percentile(latencies, 50):.1f}' if latencies.size else '',
+                  'step_latency_max_ms': f'{latencies.max():.1f}' if latencies.size else ''}
+        array = conversions.diagnostic_array(f'gato_ros: {self.get_fully_qualified_name()}', status.level,
+                                             f'{status.name}: {reason}', self.profile.name, values,
+                                             self.get_clock().now().to_msg())
+        with self._publish_lock:
+            if not self._closed:
+                self.diagnostics_pub.publish(array)
 
     def _gripper_state(self, msg: JointState) -> float:
         """Measured closing 0 (open) .. 1 (closed) from the finger joints, as the simulator reports it;
@@ -230,6 +272,7 @@ class PolicyNode(Node):
         hold = JointTrajectory(joint_names=list(self.profile.joint_names))
         hold.header.stamp = self.get_clock().now().to_msg()
         self.proposal_pub.publish(hold)
+        self.tool_path_pub.publish(markers.tool_path([], self.frame))
         self._holding = True
         self._report(status, reason)
 

@@ -1,7 +1,10 @@
 """sim_node: the embedded MuJoCo stacking simulation behind the same topics as a real UR driver.
 
-Publishes /joint_states (arm + fingers), /camera/<name>/image_raw (rgb8), /clock (run the other nodes with
-use_sim_time) and /gato/sim/task_status (JSON). Accepts the ros2_control command topics of a UR driver:
+Publishes /joint_states (arm + fingers), /camera/<name>/image_raw (rgb8) with /camera/<name>/camera_info (the
+MuJoCo camera's intrinsics), /clock (run the other nodes with use_sim_time) and /gato/sim/task_status (JSON).
+Sensor topics have the QoS of the real drivers (REP-2003): reliable, depth 10, like ros2_control's
+joint_state_broadcaster and image_transport's camera publishers; best-effort (SensorDataQoS) subscribers, as
+policy_node's, match them, and so do reliable ones (rviz, ros2 bag). Accepts the ros2_control command topics of a UR driver:
 forward_position and forward_velocity (Float64MultiArray, profile joint order), joint_trajectory
 (JointTrajectory, matched by joint name) and the gripper (Float64MultiArray, one value 0 open .. 1 closed).
 Like the real forward controllers, the last command is kept: a position is held, a velocity keeps moving.
@@ -24,9 +27,9 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -38,6 +41,7 @@ from gato_ros.ros.params import ParamError, SimNodeConfig
 
 MAX_CATCH_UP = 0.1  # s of sim time one tick may advance after a stall; the rest is dropped, not replayed
 COMMAND_QOS = 1     # reliable, depth 1: only the newest command matters
+SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # joint_state_broadcaster, cameras
 
 
 class SimNode(Node):
@@ -59,11 +63,17 @@ class SimNode(Node):
         sub(JointTrajectory, cfg.trajectory_command_topic, self._store(cfg.trajectory_command_topic), COMMAND_QOS)
         sub(Float64MultiArray, cfg.gripper_topic, self._store(cfg.gripper_topic), COMMAND_QOS)
         self.create_service(Trigger, '~/reset', self._on_reset)
-        self.joint_pub = self.create_publisher(JointState, cfg.joint_states_topic, qos_profile_sensor_data)
+        self.joint_pub = self.create_publisher(JointState, cfg.joint_states_topic, SENSOR_QOS)
         self.clock_pub = self.create_publisher(Clock, '/clock', 10)
         self.status_pub = self.create_publisher(String, cfg.task_status_topic, 10)
-        self.image_pubs = {name: self.create_publisher(Image, f'/camera/{name}/image_raw', qos_profile_sensor_data)
+        self.image_pubs = {name: self.create_publisher(Image, f'/camera/{name}/image_raw', SENSOR_QOS)
                            for name in cfg.cameras}
+        self.info_pubs = {name: self.create_publisher(CameraInfo, f'/camera/{name}/camera_info', SENSOR_QOS)
+                          for name in cfg.cameras}
+        model = self.sim.model
+        self.camera_infos = {name: conversions.camera_info(float(model.cam_fovy[model.camera(name).id]),
+                                                           cfg.image_size, cfg.image_size, name)
+                             for name in cfg.cameras}
         self._last_wall = time.monotonic()
         self._debt = 0.0  # sim time owed to the wall clock, < one physics step after each tick
         self._next_image = self._next_status = self._last_wall
@@ -181,6 +191,9 @@ class SimNode(Node):
                         data=rgb.tobytes())
             msg.header.stamp, msg.header.frame_id = stamp, name
             self.image_pubs[name].publish(msg)
+            info = self.camera_infos[name]
+            info.header.stamp = stamp
+            self.info_pubs[name].publish(info)
 
     def _publish_status(self) -> None:
         status = self.sim.task_status()
