@@ -85,7 +85,7 @@ def test_training_with_aux_and_hl_gauss_learns_and_resumes_its_aux_head(tmp_path
                                                    'stats': {}}, progress=False)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
     state = torch.load(tmp_path / 'step-0000030' / TRAINING_STATE, weights_only=True)
-    assert state['aux_head']['weight'].shape == (AUX_DIM, MICRO.d_model)
+    assert state['heads']['aux_head']['weight'].shape == (AUX_DIM, MICRO.d_model)
     more = train(Gato(MICRO), ds, dataclasses.replace(cfg, steps=32), tmp_path,
                  {'model': {}, 'tokenizer': {}, 'robot': {'joint_names': ['j']}, 'stats': {}}, resume=True,
                  progress=False)

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f'HL-Gauss action target width in action units, 0 = one-hot ({defaults.label_sigma})')
     parser.add_argument('--aux-weight', type=float, default=defaults.aux_weight,
                         help=f'weight of the auxiliary block-pose regression, 0 = off ({defaults.aux_weight})')
+    parser.add_argument('--patch-aux-weight', type=float, default=defaults.patch_aux_weight,
+                        help=f'weight of the dense per-patch block targets, 0 = off ({defaults.patch_aux_weight})')
     parser.add_argument('--full-head', action='store_true',
                         help='score action targets over the whole vocabulary (default: the 1024 action bins)')
     parser.add_argument('--decoding', choices=DECODINGS, default=None,
@@ -136,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
                                weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every,
                                seed=args.seed, num_workers=args.workers, action_head=not args.full_head,
-                               label_sigma=args.label_sigma, aux_weight=args.aux_weight, bf16=args.bf16)
+                               label_sigma=args.label_sigma, aux_weight=args.aux_weight,
+                               patch_aux_weight=args.patch_aux_weight, bf16=args.bf16)
     data, stats = data_sections(episodes, args.data, dataset)
     robots = sorted({ep.info.robot for ep in episodes}, key=lambda r: (r != episodes[0].info.robot, r))
     decoding = args.decoding or ('mean' if args.label_sigma > 0 else 'argmax')

@@ -26,7 +26,7 @@ import torch
 from ..observation import build_observation, gripper_closure
 from ..robots import Kinematics, load_profile, tool_yaw
 from ..robots.profile import finger_limits
-from ..tokenizer import TokenSequence, tokenize_timestep
+from ..tokenizer import PATCH_SIZE, TokenSequence, tokenize_timestep
 from .mcap_io import BLOCK_ORDER, Episode
 
 # Auxiliary targets per block (BLOCK_ORDER): position relative to the workspace centre on the table, scaled
@@ -35,6 +35,39 @@ AUX_CENTRE = np.array([0.525, 0.0, 0.1])
 AUX_SCALE = np.array([0.15, 0.25, 0.1])
 AUX_PER_BLOCK = 5
 AUX_DIM = AUX_PER_BLOCK * len(BLOCK_ORDER)
+
+
+PATCH_AUX_DIM = 3 * len(BLOCK_ORDER)  # per image patch: each block's presence, then its (du, dv) in the patch
+
+
+@cache
+def _projections(robot: str, cameras: tuple[str, ...], image_size: int) -> dict:
+    from ..sim.scene import SimConfig, camera_projections   # MuJoCo, only for episodes with block poses
+    return camera_projections(SimConfig(robot=robot, cameras=cameras, image_size=image_size), load_profile(robot))
+
+
+def patch_targets(blocks: np.ndarray, info, image_size: int) -> np.ndarray:
+    """(T, blocks, 7) poses -> (T, patches, PATCH_AUX_DIM) float32 dense targets for every image patch, in the
+    tokenizer's patch order (cameras in key order, raster order inside each): which block centres project into
+    the patch, and where inside it (0..1 across, 0..1 down). They teach each patch token what it shows."""
+    cams = sorted(info.cameras)                  # observation keys 'image_<camera>' sort like the camera names
+    side = image_size // PATCH_SIZE
+    projections = _projections(info.robot, tuple(info.cameras), image_size)
+    homogeneous = np.concatenate([blocks[..., :3], np.ones(blocks.shape[:-1] + (1,))], -1)   # (T, B, 4)
+    out = np.zeros((len(blocks), len(cams), side * side, PATCH_AUX_DIM), np.float32)
+    t_index = np.arange(len(blocks))
+    for c, cam in enumerate(cams):
+        uvw = homogeneous @ projections[cam].T                                     # (T, B, 3)
+        uv = uvw[..., :2] / uvw[..., 2:3] / PATCH_SIZE                              # in patches
+        for b in range(blocks.shape[1]):
+            col, row = np.floor(uv[:, b, 0]).astype(int), np.floor(uv[:, b, 1]).astype(int)
+            inside = (uvw[:, b, 2] > 0) & (col >= 0) & (col < side) & (row >= 0) & (row < side)
+            patch = row * side + col
+            t = t_index[inside]
+            out[t, c, patch[inside], b] = 1.0
+            out[t, c, patch[inside], len(BLOCK_ORDER) + 2 * b] = uv[inside, b, 0] - col[inside]
+            out[t, c, patch[inside], len(BLOCK_ORDER) + 2 * b + 1] = uv[inside, b, 1] - row[inside]
+    return out.reshape(len(blocks), len(cams) * side * side, PATCH_AUX_DIM)
 
 
 def aux_targets(blocks: np.ndarray, table_height: float) -> np.ndarray:
@@ -51,7 +84,8 @@ class Sample:
     """One training item: the token sequence and, when the episode has ground truth, one row of auxiliary
     targets per own (non-prompt) timestep, in order."""
     sequence: TokenSequence
-    aux: np.ndarray | None = None   # (own timesteps, AUX_DIM) float32
+    aux: np.ndarray | None = None        # (own timesteps, AUX_DIM) float32
+    patch_aux: np.ndarray | None = None  # (sequence.num_patches, PATCH_AUX_DIM) float32, prompt patches included
 
 
 @dataclass(frozen=True)
@@ -95,6 +129,9 @@ class EpisodeTokens:
         self.tool_pos = np.array([p for p, _ in poses])
         self.tool_yaw = np.array([tool_yaw(r) for _, r in poses])
         self.aux = None if episode.blocks is None else aux_targets(episode.blocks, profile.table_height)
+        size = next(iter(episode.images.values())).shape[1] if episode.images else 0
+        self.patch_aux = (None if episode.blocks is None or not size
+                          else patch_targets(episode.blocks, info, size))
         self.tokens_per_timestep = len(self.timestep(0))
 
     def __len__(self) -> int:
@@ -150,7 +187,7 @@ class EpisodeDataset(torch.utils.data.Dataset):
         if too_long:
             raise ValueError(f'DatasetConfig.context={config.context} is smaller than one timestep '
                              f'({too_long[0].tokens_per_timestep} tokens for robot {too_long[0].episode.info.robot})')
-        self.has_aux = all(ep.aux is not None for ep in self.episodes)  # every episode has ground truth
+        self.has_aux = all(ep.aux is not None and ep.patch_aux is not None for ep in self.episodes)  # ground truth
         groups: dict[tuple, list[int]] = {}
         for i, ep in enumerate(self.episodes):
             groups.setdefault((ep.episode.info.robot, ep.episode.info.task), []).append(i)
@@ -166,17 +203,20 @@ class EpisodeDataset(torch.utils.data.Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         rng = np.random.default_rng([self.config.seed, epoch, index])
         i, start = self.windows[index]
-        ep, budget, parts = self.episodes[i], self.config.context, []
+        ep, budget, parts = self.episodes[i], self.config.context, []   # parts: (episode, timestep indices)
         if self.peers[i] and rng.random() < self.config.prompt_prob:
             peer = self.episodes[self.peers[i][rng.integers(len(self.peers[i]))]]
             n = min(peer.steps_fitting(int(budget * self.config.prompt_fraction)),
                     peer.steps_fitting(budget - ep.tokens_per_timestep))  # leave room for one own timestep
             if n > 0:
-                parts.append(as_prompt(peer.timesteps(prompt_indices(len(peer), n, rng.random() < 0.5, rng))))
-                budget -= len(parts[0])
+                parts.append((peer, prompt_indices(len(peer), n, rng.random() < 0.5, rng)))
+                budget -= n * peer.tokens_per_timestep
         stop = min(len(ep), start + max(1, ep.steps_fitting(budget)))
-        parts.append(ep.timesteps(range(start, stop)))
-        return Sample(TokenSequence.concat(parts), ep.aux[start:stop] if self.has_aux else None)
+        parts.append((ep, range(start, stop)))
+        sequences = [as_prompt(e.timesteps(steps)) for e, steps in parts[:-1]] + [ep.timesteps(parts[-1][1])]
+        patch_aux = (np.concatenate([e.patch_aux[list(steps)].reshape(-1, PATCH_AUX_DIM) for e, steps in parts])
+                     if self.has_aux else None)
+        return Sample(TokenSequence.concat(sequences), ep.aux[start:stop] if self.has_aux else None, patch_aux)
 
 
 def collate(items: list[Sample | TokenSequence]) -> dict[str, torch.Tensor]:
@@ -200,4 +240,6 @@ def collate(items: list[Sample | TokenSequence]) -> dict[str, torch.Tensor]:
              'patch_cols': torch.from_numpy(np.concatenate([s.patch_cols for s in sequences]))}
     if all(s.aux is not None for s in samples):
         batch['aux'] = torch.from_numpy(np.concatenate([s.aux for s in samples]))
+    if all(s.patch_aux is not None for s in samples):
+        batch['patch_aux'] = torch.from_numpy(np.concatenate([s.patch_aux for s in samples]))
     return batch

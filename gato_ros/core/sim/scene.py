@@ -161,6 +161,26 @@ def _tune_servos(model: mujoco.MjModel, profile, config: SimConfig) -> None:
         model.actuator_gainprm[feed, 0], model.actuator_biasprm[feed, 2] = kv, -kv
 
 
+def camera_projections(config: SimConfig, profile) -> dict[str, np.ndarray]:
+    """Camera name -> (3, 4) matrix P projecting a base-frame point [x, y, z, 1] to (u*w, v*w, w), with (u, v)
+    in pixels of the config.image_size image (u right, v down, origin at the top-left corner). The cameras are
+    fixed in the world, so this needs no rendering: an ideal pinhole with fy = fx = (H/2) / tan(fovy/2)."""
+    model = build_model(config, profile)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    size = config.image_size
+    projections = {}
+    for name in config.cameras:
+        cam = model.camera(name).id
+        f = (size / 2.0) / math.tan(math.radians(float(model.cam_fovy[cam])) / 2.0)
+        rotation = data.cam_xmat[cam].reshape(3, 3)          # columns: camera x (right), y (up), z (backwards)
+        world_to_camera = np.c_[rotation.T, -rotation.T @ data.cam_xpos[cam]]
+        # Camera frame (x right, y up, looking along -z) -> pixels: u = f x / -z + W/2, v = -f y / -z + H/2.
+        intrinsics = np.array([[f, 0.0, -size / 2.0], [0.0, -f, -size / 2.0], [0.0, 0.0, -1.0]])
+        projections[name] = intrinsics @ world_to_camera
+    return projections
+
+
 def build_model(config: SimConfig, profile) -> mujoco.MjModel:
     """Compile the stacking scene for `profile` (a gato_ros.core.robots.RobotProfile)."""
     spec = _robot_spec(profile, config)  # the scene is composed into the URDF's spec: names stay the URDF's

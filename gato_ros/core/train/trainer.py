@@ -5,7 +5,10 @@ The loss (BehaviourCloningLoss) has three options, each measured in docs/learnin
 - label_sigma: HL-Gauss targets -- the one-hot bin is replaced by a Gaussian of that width (action units)
   integrated over the ordered bins, so a near miss costs less than a far one;
 - aux_weight: an auxiliary regression of the blocks' poses from the hidden state at each timestep's '|'
-  (dataset.aux_targets); the head exists only in training and is kept in training_state.pt.
+  (dataset.aux_targets);
+- patch_aux_weight: dense auxiliary targets on every image patch's hidden state -- which block centres project
+  into the patch and where (dataset.patch_targets) -- so the image tokens learn to say what they show.
+The auxiliary heads exist only in training (kept in training_state.pt); inference never runs them.
 
 AdamW with linear warm-up and cosine decay (Gato's recipe: betas 0.9/0.95, weight decay 0.1, global
 gradient clip 1.0, final rate 10x below the peak). Under torchrun (WORLD_SIZE set) the model is wrapped
@@ -33,8 +36,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..data.dataset import AUX_DIM, collate
-from ..tokenizer import CONTINUOUS_OFFSET, NUM_BINS, SEPARATOR_ID
+from ..data.dataset import AUX_DIM, PATCH_AUX_DIM, collate
+from ..tokenizer import CONTINUOUS_OFFSET, NUM_BINS, PATCH_PLACEHOLDER, SEPARATOR_ID
 from .schedule import learning_rate
 
 TRAINING_STATE = 'training_state.pt'
@@ -59,6 +62,7 @@ class TrainConfig:
     action_head: bool = True      # score action targets over the 1024 action bins only (as at inference)
     label_sigma: float = 0.0      # HL-Gauss target width in action units (0: one-hot), >= 0
     aux_weight: float = 0.0       # weight of the auxiliary block-pose regression (0: off), >= 0
+    patch_aux_weight: float = 0.0  # weight of the dense per-patch block targets (0: off), >= 0
     bf16: bool = False            # bfloat16 autocast (CUDA always uses it; on CPU it needs AVX512-BF16/AMX)
 
     def __post_init__(self):
@@ -70,7 +74,7 @@ class TrainConfig:
                   'weight_decay': at_least(0), 'beta1': unit, 'beta2': unit, 'grad_clip': positive,
                   'checkpoint_every': at_least(1), 'keep_checkpoints': at_least(1), 'log_every': at_least(1),
                   'seed': at_least(0), 'num_workers': at_least(0), 'label_sigma': at_least(0),
-                  'aux_weight': at_least(0)}
+                  'aux_weight': at_least(0), 'patch_aux_weight': at_least(0)}
         for name, (ok, allowed) in checks.items():
             if not ok(getattr(self, name)):
                 raise ValueError(f'TrainConfig.{name} must be {allowed}, got {getattr(self, name)!r}')
@@ -92,16 +96,24 @@ class BehaviourCloningLoss(nn.Module):
     `last` holds the detached loss terms of the latest call, for logging."""
 
     def __init__(self, model: nn.Module, action_head: bool = False, label_sigma: float = 0.0,
-                 aux_weight: float = 0.0):
+                 aux_weight: float = 0.0, patch_aux_weight: float = 0.0):
         super().__init__()
-        self.model, self.action_head, self.aux_weight = model, action_head, aux_weight
+        self.model, self.action_head = model, action_head
+        self.aux_weight, self.patch_aux_weight = aux_weight, patch_aux_weight
         if label_sigma > 0 and not action_head:
             raise ValueError('BehaviourCloningLoss: label_sigma needs action_head=True (targets over the action bins)')
         self.register_buffer('soft', hl_gauss_targets(label_sigma) if label_sigma > 0 else None, persistent=False)
         self.aux_head = nn.Linear(model.config.d_model, AUX_DIM) if aux_weight > 0 else None
+        self.patch_head = nn.Linear(model.config.d_model, PATCH_AUX_DIM) if patch_aux_weight > 0 else None
         self.last: dict[str, float] = {}
 
-    def forward(self, tokens, local_pos, loss_mask, patches=None, patch_rows=None, patch_cols=None, aux=None):
+    def heads(self) -> dict:
+        """The auxiliary heads' weights, for training_state.pt."""
+        return {name: getattr(self, name).state_dict() for name in ('aux_head', 'patch_head')
+                if getattr(self, name) is not None}
+
+    def forward(self, tokens, local_pos, loss_mask, patches=None, patch_rows=None, patch_cols=None, aux=None,
+                patch_aux=None):
         x = self.model.embed(tokens, local_pos, patches, patch_rows, patch_cols)
         for block in self.model.blocks:
             x = block(x)
@@ -131,6 +143,18 @@ class BehaviourCloningLoss(nn.Module):
             aux_loss = F.mse_loss(pred, aux.to(pred.dtype))
             self.last['aux'] = aux_loss.detach()
             loss = loss + self.aux_weight * aux_loss
+        if self.patch_head is not None:
+            if patch_aux is None:
+                raise ValueError('patch_aux_weight > 0 but the batch has no per-patch targets (episodes recorded '
+                                 'without block poses)')
+            pred = self.patch_head(self.model.ln_f(x[tokens == PATCH_PLACEHOLDER])).float()   # (P, PATCH_AUX_DIM)
+            blocks = PATCH_AUX_DIM // 3
+            present = patch_aux[:, :blocks]
+            presence = F.binary_cross_entropy_with_logits(pred[:, :blocks], present)
+            where = present.repeat_interleave(2, dim=1)                                  # (P, 2 * blocks)
+            offset = (((pred[:, blocks:] - patch_aux[:, blocks:]) ** 2) * where).sum() / where.sum().clamp_min(1.0)
+            self.last['patch'] = (presence + offset).detach()
+            loss = loss + self.patch_aux_weight * (presence + offset)
         return loss
 
 
@@ -217,7 +241,8 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    loss_fn = BehaviourCloningLoss(model, cfg.action_head, cfg.label_sigma, cfg.aux_weight).to(dev)
+    loss_fn = BehaviourCloningLoss(model, cfg.action_head, cfg.label_sigma, cfg.aux_weight,
+                                   cfg.patch_aux_weight).to(dev)
     optimizer = optimizer_for(loss_fn, cfg)
     start_step = 0
     if resume and checkpoint_dirs(out_dir):
@@ -226,8 +251,8 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
         model.load_state_dict(state_dict)
         state = torch.load(ckpt / TRAINING_STATE, map_location=dev, weights_only=True)
         optimizer.load_state_dict(state['optimizer'])
-        if loss_fn.aux_head is not None:
-            loss_fn.aux_head.load_state_dict(state['aux_head'])
+        for name, head_state in state.get('heads', {}).items():
+            getattr(loss_fn, name).load_state_dict(head_state)
         start_step = int(state['step'])
         if ctx.is_main:
             print(f'resuming from {ckpt} at step {start_step}')
@@ -252,8 +277,7 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
         config = dict(checkpoint_config, train={**asdict(cfg), 'step': step, 'world_size': ctx.world_size})
         save_checkpoint(target, {k: v.detach().cpu() for k, v in model.state_dict().items()}, config)
         tmp = target / f'.{TRAINING_STATE}.tmp'   # written last and renamed: its presence marks a complete checkpoint
-        aux_head = loss_module.aux_head.state_dict() if loss_module.aux_head is not None else None
-        torch.save({'optimizer': optimizer.state_dict(), 'step': step, 'aux_head': aux_head}, tmp)
+        torch.save({'optimizer': optimizer.state_dict(), 'step': step, 'heads': loss_module.heads()}, tmp)
         os.replace(tmp, target / TRAINING_STATE)
         for old in checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints]:
             shutil.rmtree(old)
