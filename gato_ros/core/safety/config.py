@@ -36,8 +36,9 @@ class SafetyConfig:
     resync_tolerance: np.ndarray | None = None  # (n,) or scalar: request_reset re-synchronises the command to the
     #                                measured q only within this of the last command (rad); None -> max_step
     track_measured: bool = False   # velocity interface: start every tick from the measured position
-    tracking_error_limit: float = math.inf  # with track_measured: measured vs where the last velocity command
-    #                                should have taken the arm (rad); above it -> brake to rest and report
+    tracking_error_limit: float = math.inf  # measured vs the command (with track_measured: vs where the velocity
+    #                                commands should have taken the arm) (rad); above it -> brake to rest, latched
+    #                                until request_reset(); inf: off
     link_box_min: np.ndarray | None = None  # (3,) box every moving link's collision geometry stays in (m), with
     link_box_max: np.ndarray | None = None  # the table plane folded into z; None -> unbounded (table only)
 

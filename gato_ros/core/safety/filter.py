@@ -231,6 +231,15 @@ class SafetyFilter:
             status, reason, scale = self._judge_inputs(now, q, qd, proposal, observation_age, speed_scale)
         if self.config.track_measured:
             status, reason, scale = self._track_measured(now, dt, q, observation_age, status, reason, scale)
+        elif math.isfinite(self.config.tracking_error_limit) and self._measured is not None:
+            error = np.abs(q - self._position)
+            i = int(np.argmax(error))
+            if error[i] > self.config.tracking_error_limit:
+                self._tracking_fault = (f'tracking error: measured {self.config.joint_names[i]} is {error[i]:.4f} rad '
+                                        f'from the command (tracking_error_limit {self.config.tracking_error_limit} '
+                                        'rad): braking to rest; latched until request_reset()')
+            if self._tracking_fault and status not in (SafetyStatus.ESTOP, SafetyStatus.INVALID_INPUT):
+                status, reason, scale = SafetyStatus.INVALID_INPUT, self._tracking_fault, 0.0
         if dt == 0.0:  # first tick after reset: nothing to integrate, the command stays at rest
             return self._output(status, reason)
 
@@ -266,6 +275,8 @@ class SafetyFilter:
         """(status, reason, speed scale) for this tick's inputs; status OK means track the proposal."""
         cfg, stale, invalid = self.config, SafetyStatus.STALE_INPUT, SafetyStatus.INVALID_INPUT
         if self._estop_latched:
+            if q is not None and (self._outside_state_bounds(q) or self._jump(q, now - _scalar(observation_age))):
+                self._measured = None  # an implausible sample can never be re-synchronised to
             return SafetyStatus.ESTOP, ('e-stop asserted' if self._estop_input else
                                         'e-stop latched: braking to a hold; request_reset() to clear'), 0.0
         if q is None:
