@@ -138,16 +138,19 @@ class LinkGeometry:
         by_name = {model.names[j]: reach[j] for j in range(1, model.njoints)}
         self.reach = np.array([by_name[name] for name in profile.joint_names])
 
-    def __call__(self, q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(tool position (3,), lower (k, 3) and upper (k, 3) corners of the geometry points' spheres)."""
+    def __call__(self, q, axes=(0, 1, 2)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tool position (3,), lower (k, a) and upper (k, a) extents of the geometry points along the base `axes`)."""
         kin = self._kin
         tool = kin._placement(q).translation.copy()
         oMi = kin.data.oMi
-        H = np.array([oMi[j].homogeneous for j in self._joints])[self._parent]  # (k, 4, 4)
-        world = np.einsum('kij,kj->ki', H[:, :3], self._points)
-        extent = np.repeat(self._radius, 3, axis=1)
+        H = np.array([oMi[j].homogeneous for j in self._joints])  # (joints, 4, 4)
+        rows = H[:, list(axes)][self._parent]                       # (k, a, 4)
+        world = np.einsum('kab,kb->ka', rows, self._points)
         if len(self._cyl):
+            extent = np.repeat(self._radius, len(axes), axis=1)
             axis = (world[self._cyl[:, 1]] - world[self._cyl[:, 0]]) / self._cyl_length
-            rim = self._cyl_radius * np.sqrt(np.maximum(0.0, 1.0 - axis * axis))
-            extent[self._cyl_points] = np.repeat(rim, 2, axis=0)
+            extent[self._cyl_points] = np.repeat(self._cyl_radius * np.sqrt(np.maximum(0.0, 1.0 - axis * axis)), 2,
+                                                 axis=0)
+        else:
+            extent = self._radius
         return tool, world - extent, world + extent

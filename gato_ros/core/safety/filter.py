@@ -77,7 +77,10 @@ class SafetyFilter:
         self.config = config
         self._fk = tool_position
         self._links = links
-        self._link_min, self._link_max = config.link_bounds
+        link_min, link_max = config.link_bounds
+        # Only the axes with a bound are computed (by default z, the table plane).
+        self._link_axes = tuple(int(i) for i in np.flatnonzero(np.isfinite(link_min) | np.isfinite(link_max)))
+        self._link_min, self._link_max = link_min[list(self._link_axes)], link_max[list(self._link_axes)]
         self._link_ref: tuple | None = None       # (q, clearance to the link bounds) of the last exact link check
         self._sample: tuple[np.ndarray, float] | None = None  # last plausible measured (q, sample time)
         self._state_lo, self._state_hi = config.state_bounds
@@ -416,8 +419,8 @@ class SafetyFilter:
                                   np.maximum(self._link_max + _TOLERANCE, hi))
 
     def _link_check(self, q: np.ndarray) -> tuple:
-        """(q, clearance to the nominal link bounds (m, < 0 outside), lowest corner (3,), highest corner (3,))."""
-        _, lo, hi = self._links(q)
+        """(q, clearance to the nominal link bounds (m, < 0 outside), lowest corner, highest corner (bounded axes))."""
+        _, lo, hi = self._links(q, self._link_axes)
         lo, hi = lo.min(axis=0), hi.max(axis=0)
         clearance = float(min((lo - self._link_min).min(), (self._link_max - hi).min()))
         return q, clearance, lo, hi
@@ -429,35 +432,41 @@ class SafetyFilter:
         return float(self._links.reach @ np.maximum(np.abs(a - ref), np.abs(b - ref)))
 
     def _link_violation(self, p_new: np.ndarray, stop: np.ndarray, explain: bool) -> str | None:
-        """None when every link stays inside (this tick's relaxed) link bounds at p_new, stop and their midpoint."""
-        ref_q, clearance, _, _ = self._link_ref
-        if clearance - self._move_bound(p_new, stop) > _TOLERANCE:
-            return None  # no point of the arm can move far enough to reach a bound
+        """None when every link stays inside (this tick's relaxed) link bounds at p_new and along the braking segment
+        to stop (exactly at p_new; the segment by the motion bound from p_new, else at stop and the midpoint)."""
+        if self._link_ref[1] - self._move_bound(p_new, stop) > _TOLERANCE:
+            return None  # no point of the arm can move far enough from the last exact check to reach a bound
         lo_bound, hi_bound = self._link_relaxed
-        points = (p_new,) if not (stop - p_new).any() else (p_new, stop, 0.5 * (p_new + stop))
-        first = None
-        for point in points:
-            _, lo, hi = self._links(point)
+        _, lo, hi = self._links(p_new, self._link_axes)
+        below, above = lo_bound - lo, hi - hi_bound
+        if (below > 0).any() or (above > 0).any():
+            return self._link_reason(lo, hi, below, above) if explain else ''
+        lo, hi = lo.min(axis=0), hi.max(axis=0)
+        self._link_ref = (p_new, float(min((lo - self._link_min).min(), (self._link_max - hi).min())), lo, hi)
+        slack = float(min((lo - lo_bound).min(), (hi_bound - hi).min()))
+        if slack - float(self._links.reach @ np.abs(stop - p_new)) > _TOLERANCE:
+            return None  # the braking segment cannot reach a bound from p_new
+        for point in (stop, 0.5 * (p_new + stop)):
+            _, lo, hi = self._links(point, self._link_axes)
             below, above = lo_bound - lo, hi - hi_bound
             if (below > 0).any() or (above > 0).any():
                 return self._link_reason(lo, hi, below, above) if explain else ''
-            if first is None:
-                first = (lo.min(axis=0), hi.max(axis=0))
-        lo, hi = first
-        self._link_ref = (p_new, float(min((lo - self._link_min).min(), (self._link_max - hi).min())), lo, hi)
         return None
 
     def _link_reason(self, lo, hi, below, above) -> str:
         worst = np.maximum(below, above)
-        k, axis = np.unravel_index(int(np.argmax(worst)), worst.shape)
+        k, column = np.unravel_index(int(np.argmax(worst)), worst.shape)
         name = self._links.names[int(self._links.owner[k])]
+        axis = self._link_axes[column]
         a = 'xyz'[axis]
-        if below[k, axis] >= above[k, axis]:
-            if axis == 2 and self._link_min[2] == self.config.table_height + self.config.table_clearance:
-                return (f'link {name} z {lo[k, 2]:.4f} m would go below the table plane {self.config.table_height} m '
-                        f'+ clearance {self.config.table_clearance} m')
-            return f'link {name} {a} {lo[k, axis]:.4f} m would leave the link box below {a}_min {self._link_min[axis]} m'
-        return f'link {name} {a} {hi[k, axis]:.4f} m would leave the link box above {a}_max {self._link_max[axis]} m'
+        if below[k, column] >= above[k, column]:
+            if axis == 2 and self._link_min[column] == self.config.table_height + self.config.table_clearance:
+                return (f'link {name} z {lo[k, column]:.4f} m would go below the table plane '
+                        f'{self.config.table_height} m + clearance {self.config.table_clearance} m')
+            return (f'link {name} {a} {lo[k, column]:.4f} m would leave the link box below {a}_min '
+                    f'{self._link_min[column]} m')
+        return (f'link {name} {a} {hi[k, column]:.4f} m would leave the link box above {a}_max '
+                f'{self._link_max[column]} m')
 
     def _violation(self, v: np.ndarray, dt: float, explain: bool = False):
         """(None, tool position at P + v*dt) for an admissible velocity, else ((is_joint, reason), None);
