@@ -212,12 +212,14 @@ def test_envelope_holds_for_any_input_sequence(name):
 def test_sequences_reach_every_limiting_status(name):
     """The property test is only as good as its coverage: long random runs must hit every status code."""
     rng = np.random.default_rng(7)
-    seen = set()
+    seen, links_hit = set(), []
     original = SafetyFilter.tick
 
     def spy(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
         seen.add(out.status)
+        if out.reason.startswith('link '):
+            links_hit.append(out.reason)
         return out
 
     SafetyFilter.tick = spy
@@ -229,3 +231,4 @@ def test_sequences_reach_every_limiting_status(name):
     finally:
         SafetyFilter.tick = original
     assert seen == set(SafetyStatus), f'never reached: {set(SafetyStatus) - seen}'
+    assert links_hit, 'no sequence brought a link to the table: the link check went untested'
