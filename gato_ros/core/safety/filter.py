@@ -39,6 +39,7 @@ from gato_ros.core.safety.status import SafetyStatus
 _BISECTIONS = 6        # the admissible fraction of a limited motion is found to 1/64
 _MIDPOINT_SPAN = 0.02  # rad: braking segments longer than this get an FK check at their midpoint too
 _TOLERANCE = 1e-9      # rounding slack on bound checks (rad, m)
+_LINK_CACHE = 6        # exact link checks remembered for the motion bound
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +82,10 @@ class SafetyFilter:
         # Only the axes with a bound are computed (by default z, the table plane).
         self._link_axes = tuple(int(i) for i in np.flatnonzero(np.isfinite(link_min) | np.isfinite(link_max)))
         self._link_min, self._link_max = link_min[list(self._link_axes)], link_max[list(self._link_axes)]
-        self._link_ref: tuple | None = None       # (q, clearance to the link bounds) of the last exact link check
+        # Recent exact link checks (a ring): configurations and their clearance to the link bounds (-inf: empty).
+        self._cache_q = np.zeros((_LINK_CACHE, len(config.joint_names)))
+        self._cache_clearance = np.full(_LINK_CACHE, -math.inf)
+        self._cache_next = 0
         self._sample: tuple[np.ndarray, float] | None = None  # last plausible measured (q, sample time)
         self._state_lo, self._state_hi = config.state_bounds
         self._track_base: tuple[np.ndarray, float] | None = None  # velocity interface: (integrated command, time)
@@ -130,7 +134,7 @@ class SafetyFilter:
         self._position = v.copy()
         self._velocity = np.zeros(self._n)
         self._tool = np.asarray(self._fk(self._position), dtype=np.float64)
-        self._link_ref = None
+        self._cache_clearance[:] = -math.inf
         self._sample = None
         self._track_base = None
         self._tracking_fault = ''
@@ -192,7 +196,7 @@ class SafetyFilter:
         self._tracking_fault = ''
         self._position = q.copy()  # a change of at most resync_tolerance (default: one tick's step bound)
         self._tool = np.asarray(self._fk(self._position), dtype=np.float64)
-        self._link_ref = None
+        self._cache_clearance[:] = -math.inf
         self._track_base = None
         return True, (f'latch cleared; command re-synchronised to the measured position '
                       f'({float(offset.max()):.4f} rad from the last command)')
@@ -410,47 +414,47 @@ class SafetyFilter:
                          np.minimum(self._box_min - _TOLERANCE, x), np.maximum(self._box_max + _TOLERANCE, x))
         self._link_relaxed = None
         if self._links is not None:
-            if self._link_ref is None or self._link_ref[1] - self._move_bound(p, p) <= 0.0:
-                self._link_ref = self._link_check(p)  # the commanded position may lie outside: relax to it
-            ref_q, _, lo, hi = self._link_ref
-            if ref_q is not p:
-                lo, hi = self._link_min, self._link_max  # provably inside: clearance > the motion bound
+            lo, hi = self._link_min, self._link_max
+            if not self._link_provably_inside(p):  # the commanded position may lie outside: relax to it
+                lo, hi = self._link_extents(p)
             self._link_relaxed = (np.minimum(self._link_min - _TOLERANCE, lo),
                                   np.maximum(self._link_max + _TOLERANCE, hi))
 
-    def _link_check(self, q: np.ndarray) -> tuple:
-        """(q, clearance to the nominal link bounds (m, < 0 outside), lowest corner, highest corner (bounded axes))."""
-        _, lo, hi = self._links(q, self._link_axes)
-        lo, hi = lo.min(axis=0), hi.max(axis=0)
-        clearance = float(min((lo - self._link_min).min(), (self._link_max - hi).min()))
-        return q, clearance, lo, hi
+    def _link_provably_inside(self, q: np.ndarray) -> bool:
+        """True when a recent exact check shows every link inside the nominal bounds at q: its clearance exceeds the
+        farthest any geometry point can have moved since (reach @ |q - q_checked|)."""
+        return bool((self._cache_clearance - np.abs(q - self._cache_q) @ self._links.reach > _TOLERANCE).any())
 
-    def _move_bound(self, a: np.ndarray, b: np.ndarray) -> float:
-        """No geometry point moves farther than this (m) along any joint-space segment between a and b, starting
-        from the last exact link check: reach @ max(|a - ref|, |b - ref|)."""
-        ref = self._link_ref[0]
-        return float(self._links.reach @ np.maximum(np.abs(a - ref), np.abs(b - ref)))
+    def _remember(self, q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        i = self._cache_next
+        self._cache_q[i] = q
+        self._cache_clearance[i] = min((lo - self._link_min).min(), (self._link_max - hi).min())
+        self._cache_next = (i + 1) % _LINK_CACHE
+
+    def _link_extents(self, q: np.ndarray):
+        """(lowest, highest) link geometry point per bounded axis at q (k, a), remembered for the bound above."""
+        _, lo, hi = self._links(q, self._link_axes)
+        self._remember(q, lo, hi)
+        return lo.min(axis=0), hi.max(axis=0)
 
     def _link_violation(self, p_new: np.ndarray, stop: np.ndarray, explain: bool) -> str | None:
-        """None when every link stays inside (this tick's relaxed) link bounds at p_new and along the braking segment
-        to stop (exactly at p_new; the segment by the motion bound from p_new, else at stop and the midpoint)."""
-        if self._link_ref[1] - self._move_bound(p_new, stop) > _TOLERANCE:
-            return None  # no point of the arm can move far enough from the last exact check to reach a bound
+        """None when every link stays inside (this tick's relaxed) link bounds at p_new, the stop point and, for long
+        braking segments, their midpoint (the tool's points); a point is evaluated only when no recent exact check
+        proves it inside."""
         lo_bound, hi_bound = self._link_relaxed
-        _, lo, hi = self._links(p_new, self._link_axes)
-        below, above = lo_bound - lo, hi - hi_bound
-        if (below > 0).any() or (above > 0).any():
-            return self._link_reason(lo, hi, below, above) if explain else ''
-        lo, hi = lo.min(axis=0), hi.max(axis=0)
-        self._link_ref = (p_new, float(min((lo - self._link_min).min(), (self._link_max - hi).min())), lo, hi)
-        slack = float(min((lo - lo_bound).min(), (hi_bound - hi).min()))
-        if slack - float(self._links.reach @ np.abs(stop - p_new)) > _TOLERANCE:
-            return None  # the braking segment cannot reach a bound from p_new
-        for point in (stop, 0.5 * (p_new + stop)):
+        points = [p_new]
+        if (stop - p_new).any():
+            points.append(stop)
+            if float(np.abs(stop - p_new).max()) > _MIDPOINT_SPAN:
+                points.append(0.5 * (p_new + stop))
+        for point in points:
+            if self._link_provably_inside(point):
+                continue
             _, lo, hi = self._links(point, self._link_axes)
             below, above = lo_bound - lo, hi - hi_bound
             if (below > 0).any() or (above > 0).any():
                 return self._link_reason(lo, hi, below, above) if explain else ''
+            self._remember(point, lo, hi)
         return None
 
     def _link_reason(self, lo, hi, below, above) -> str:
