@@ -185,8 +185,10 @@ def test_invalid_joint_state_brakes_at_once_and_reports_once(rig_factory, fault,
             positions[2] = float('nan')
         return names, positions, velocities
 
-    before = rig.commands[-3:]
-    v0 = np.abs(before[-1][1] - before[-2][1]) / max(before[-1][0] - before[-2][0], 1e-3)
+    before = rig.commands[-6:]
+    # Speed before the fault: the largest step of the last commands over the nominal period (late ticks make it an
+    # overestimate, never an underestimate, of the commanded speed).
+    v0 = np.abs(np.diff(np.array([c[1] for c in before]), axis=0)).max(axis=0) * RATE
     t = time.monotonic()
     rig.joint_state_fault = corrupt
     time.sleep(1.0)
@@ -197,7 +199,9 @@ def test_invalid_joint_state_brakes_at_once_and_reports_once(rig_factory, fault,
     steps = np.abs(np.diff(positions, axis=0)).max(axis=1)
     travel = float(np.abs(positions - before[-1][1]).max())
     a = rig.profile.acceleration
-    stop = float((v0 ** 2 / (2 * a)).max()) + float(v0.max()) * 3 / RATE  # one stop, detected within 3 ticks
+    # One stop, detected within 3 ticks, from the speed it may have reached meanwhile (accelerating at a).
+    v1 = v0 + a * 5 / RATE
+    stop = float((v1 ** 2 / (2 * a)).max()) + float(v1.max()) * 3 / RATE
     first_invalid = next((i for i, s in enumerate(texts) if s.startswith('INVALID_INPUT')), None)
     flips = status_changes(texts)
     print(f'{fault}: {travel:.4f} rad travelled after the first bad sample at {v0.max():.3f} rad/s (one stop '
@@ -318,6 +322,19 @@ def test_a_second_proposal_publisher_is_ignored_and_reported(rig_factory):
     assert toward <= 1e-9 and followed == 0, 'a spoofed proposal moved the arm'
     assert any('/spoofer' in s and 'other than /gato/policy_node' in s for s in texts), texts
     assert 'proposal ignored' in log
+
+
+def test_only_the_configured_proposal_publisher_is_followed(rig_factory):
+    rig = rig_factory(proposal_publisher='/gato/planner')
+    goal = rig.profile.ready.copy()
+    goal[0] += 0.5
+    rig.goal = goal
+    assert wait_for(lambda: rig.commands, STARTUP), rig.log.read_text()[-2000:]
+    assert wait_for(lambda: 'other than /gato/planner' in rig.status(), 10.0), rig.status()
+    time.sleep(1.0)
+    moved = float(np.abs(np.array([c[1] for c in rig.commands]) - rig.profile.ready).max())
+    print(f'proposal_publisher /gato/planner, proposals from /gato/policy_node: moved {moved:.6f} rad')
+    assert moved == 0.0
 
 
 def test_another_publisher_on_the_command_topic_is_warned_about(rig_factory):

@@ -93,7 +93,7 @@ class SafetyControllerNode(Node):
         self._clock_progress: tuple[float, float] | None = None
         self._clock_back = ''
         # Who may command: the accepted ~/proposal publisher (name, gid hex) and the messages ignored.
-        self._proposal_source: tuple[str, str] | None = None
+        self._proposal_source: str | None = None  # node name (or configured GID) of the accepted publisher
         self.ignored_proposals = 0
         self._command_publishers: tuple[str, ...] = ()
         self.output: SafetyOutput | None = None
@@ -226,24 +226,24 @@ class SafetyControllerNode(Node):
         the safe reading of an ambiguous sender. SROS2 keeps other writers off the topic (docs/safety.md).
         """
         found = [(conversions_name(info), ''.join(f'{b:02x}' for b in info.endpoint_gid)) for info in publishers]
-        wanted = self.config.proposal_publisher
         topic = self._proposal_sub.topic_name
         if any('_NODE_NAME_UNKNOWN_' in name for name, _ in found):
             return f'proposal ignored: a publisher on {topic} is not identified yet (discovery): braking'
         if self._proposal_source is None:
-            match = [f for f in found if not wanted or wanted in f]
-            if len(match) == 1 and count == 1 and len(found) == 1:
-                self._proposal_source = match[0]
-                self.get_logger().info(f'~/proposal: following {match[0][0]} (gid {match[0][1]}) only')
+            if self.config.proposal_publisher:
+                self._proposal_source = self.config.proposal_publisher
+            elif len(found) == 1 and count == 1:
+                self._proposal_source = found[0][0]  # the first publisher: by node name, so it may restart
+            else:
+                return (f'proposal ignored: waiting for a single publisher on {topic}; matched {count}, seen '
+                        f'{[f"{n} (gid {g})" for n, g in found] or "none"}: braking')
+            self.get_logger().info(f'~/proposal: following {self._proposal_source} only')
         source = self._proposal_source
-        others = [f'{name} (gid {gid})' for name, gid in found if source is None or gid != source[1]]
-        if source is None:
-            who = f'the configured publisher {wanted!r}' if wanted else 'a single publisher'
-            return (f'proposal ignored: waiting for {who} on {topic}; matched {count}, seen {others or "none"}: '
-                    'braking')
-        if others or count != 1 or source[1] not in [gid for _, gid in found]:
-            return (f'proposal ignored: {topic} has publisher(s) other than {source[0]}: '
-                    f'{others or f"{count} matched writers"}; none is followed while another publishes: braking')
+        others = [f'{name} (gid {gid})' for name, gid in found if source not in (name, gid)]
+        if others or count != 1 or len(found) != 1:
+            return (f'proposal ignored: {topic} has publisher(s) other than {source}: '
+                    f'{others or f"{count} matched writers, {len(found)} in the graph"}; none is followed while '
+                    'another publishes: braking')
         return ''
 
     def tick(self):
@@ -399,7 +399,7 @@ class SafetyControllerNode(Node):
                   'estop_latched': str(self.filter.estop_latched), 'speed_scale': f'{self._speed_scale:.2f}',
                   'command_rate_hz': f'{stats["rate_hz"]:.1f}', 'jitter_std_ms': f'{stats["jitter_std_ms"]:.2f}',
                   'interval_max_ms': f'{stats["interval_max_ms"]:.1f}',
-                  'proposal_publisher': self._proposal_source[0] if self._proposal_source else '',
+                  'proposal_publisher': self._proposal_source or '',
                   'ignored_proposals': str(self.ignored_proposals),
                   'other_command_publishers': ', '.join(others)}
         diag = DiagnosticStatus(level=bytes([status.level]), name=f'gato_ros: {self.get_fully_qualified_name()}',
