@@ -220,9 +220,12 @@ def test_invalid_joint_state_brakes_at_once_and_reports_once(rig_factory, fault,
 def test_velocity_interface_keeps_the_measured_arm_inside_the_bound(rig_factory):
     """Fault: driving wrist_3 into its bound through forward_velocity ended 0.186 rad past it, no fault injected.
 
-    The tracking-error limit is relaxed here: on this loaded machine the rig's own executor sometimes takes a
-    command 0.25 s late (0.77 rad at full speed was seen), which the node rightly reports as a tracking error."""
+    Here the arm runs 10 % faster than commanded (a miscalibrated velocity loop; on the loaded test machine of the
+    fault-injection run it was late ticks): a filter that integrates its own model drifts from the real arm. The
+    tracking-error limit is relaxed so that the bound, not the tracking error, has to stop it (the rig's own
+    executor also takes a command up to 0.25 s late on this machine, 0.77 rad at full speed was seen)."""
     rig = rig_factory(interface='forward_velocity', tracking_error_limit=1.0)
+    rig.velocity_gain = 1.1
     running(rig)
     bound = rig.profile.upper[-1] - rig.profile.margin
     goal = rig.profile.ready.copy()
@@ -233,7 +236,11 @@ def test_velocity_interface_keeps_the_measured_arm_inside_the_bound(rig_factory)
     peak = max(q[-1] for _, q in rig.trace)
     print(f'velocity interface, wrist_3 into its bound: measured peak {peak - bound:+.4f} rad over the bound '
           f'({peak - rig.profile.upper[-1]:+.4f} rad over the URDF limit)')
-    assert peak <= bound + 0.01
+    # The filter cannot know the arm brakes 10 % long: at most 10 % of a stop from full speed past the bound, and
+    # never past the URDF limit (the model-only filter ended 0.848 rad past the bound here).
+    v, a = rig.profile.velocity[-1], rig.profile.acceleration[-1]
+    assert peak <= bound + 0.1 * v ** 2 / (2 * a) + 0.01
+    assert peak < rig.profile.upper[-1]
 
 
 def test_velocity_interface_tracking_error_brakes_and_reports(rig_factory):

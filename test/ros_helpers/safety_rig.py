@@ -47,6 +47,7 @@ class SafetyRig:
         self.joint_state_fault = None  # callable(names, positions, velocities) -> same, or None
         self.sim_time = sim_time
         self.clock_stalled = False
+        self.velocity_gain = 1.0  # forward_velocity: the arm moves at gain x the command (a miscalibrated controller)
         self._sim = 1000.0
         self._wall = time.monotonic()
         self._integrated = time.monotonic()
@@ -119,7 +120,7 @@ class SafetyRig:
 
     def _advance(self, t):
         if self.interface == 'forward_velocity':
-            self.q = self.q + self.v * (t - self._integrated)
+            self.q = self.q + self.velocity_gain * self.v * (t - self._integrated)
         self._integrated = t
 
     def _publish_joint_state(self):
