@@ -167,7 +167,8 @@ def main(argv=None) -> int:
         os.chmod(key, 0o600)
         with tempfile.TemporaryDirectory() as tmp:
             csr = Path(tmp) / 'req.csr'
-            openssl('req', '-new', '-key', str(key), '-out', str(csr), '-subj', '/CN=' + path.replace('/', '\\/'), '-sha256')
+            subject = '/CN=' + path.replace('/', '\\/')  # openssl -subj: '/' inside a value is escaped
+            openssl('req', '-new', '-key', str(key), '-out', str(csr), '-subj', subject, '-sha256')
             openssl('x509', '-req', '-in', str(csr), '-CA', str(ca_cert), '-CAkey', str(ca_key), '-CAcreateserial',
                     '-out', str(cert), '-days', str(args.days), '-sha256')
         for name in ('identity_ca.cert.pem', 'permissions_ca.cert.pem'):
