@@ -124,6 +124,19 @@ class LinkGeometry:
         self._cyl_length = np.array([c[2] for c in cylinders])[:, None]
         self._cyl_radius = np.array([c[3] for c in cylinders])[:, None]
         self._cyl_points = self._cyl.reshape(-1)
+        # Block matrix: the world coordinates of every point are one product H_rows (a, 4 * joints) @ B (4 j, k);
+        # D gives the cylinder axes' world components, E spreads each cylinder's rim extent to its two points.
+        k = len(owner)
+        B = np.zeros((4 * len(self._joints), k))
+        for i, j in enumerate(self._parent):
+            B[4 * j:4 * j + 4, i] = self._points[i]
+        self._block = B
+        self._axis_block = (B[:, self._cyl[:, 1]] - B[:, self._cyl[:, 0]]) / self._cyl_length[:, 0]
+        E = np.zeros((len(self._cyl), k))
+        E[np.arange(len(self._cyl)), self._cyl[:, 0]] = 1.0
+        E[np.arange(len(self._cyl)), self._cyl[:, 1]] = 1.0
+        self._spread = E * self._cyl_radius
+        self._base_extent = self._radius[:, 0]
         # reach[i]: no geometry point lies farther than this from the axis of profile joint i, in any configuration
         # (triangle inequality along the chain), so a joint motion dq moves no point more than reach @ |dq|.
         parent = list(model.parents)
@@ -144,13 +157,8 @@ class LinkGeometry:
         tool = kin._placement(q).translation.copy()
         oMi = kin.data.oMi
         H = np.array([oMi[j].homogeneous for j in self._joints])  # (joints, 4, 4)
-        rows = H[:, list(axes)][self._parent]                       # (k, a, 4)
-        world = np.einsum('kab,kb->ka', rows, self._points)
-        if len(self._cyl):
-            extent = np.repeat(self._radius, len(axes), axis=1)
-            axis = (world[self._cyl[:, 1]] - world[self._cyl[:, 0]]) / self._cyl_length
-            extent[self._cyl_points] = np.repeat(self._cyl_radius * np.sqrt(np.maximum(0.0, 1.0 - axis * axis)), 2,
-                                                 axis=0)
-        else:
-            extent = self._radius
-        return tool, world - extent, world + extent
+        rows = H[:, list(axes), :].transpose(1, 0, 2).reshape(len(axes), -1)  # (a, 4 * joints)
+        world = rows @ self._block                                 # (a, k)
+        axis = rows @ self._axis_block                             # (a, cylinders): world axis components
+        extent = self._base_extent + np.sqrt(np.maximum(0.0, 1.0 - axis * axis)) @ self._spread
+        return tool, (world - extent).T, (world + extent).T
