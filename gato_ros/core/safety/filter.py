@@ -163,10 +163,13 @@ class SafetyFilter:
                 f'{cfg.upper[i]:.4f}] + state_tolerance {cfg.state_tolerance} rad')
 
     def request_reset(self) -> tuple[bool, str]:
-        """Clear the e-stop latch, only when the e-stop is released, the command has stopped and the arm is at rest.
+        """Clear the e-stop (and tracking-error) latch, only when the e-stop is released, the command has stopped and
+        the arm is at rest.
 
         On success the commanded position is re-synchronised to the last measured one, so the arm does not jump
-        back to where the command stopped if it came to rest elsewhere (brakes, protective stop).
+        back to where the command stopped if it came to rest a little elsewhere (brakes, protective stop). The
+        measured position must be plausible and within resync_tolerance (one step bound) of the command: the
+        re-sync itself is then no larger than a tick's step; farther away it is refused.
         """
         if not self._estop_latched and not self._tracking_fault:
             return True, 'no e-stop latched'
