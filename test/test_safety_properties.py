@@ -3,8 +3,10 @@
 No sequence of inputs - NaN/inf, huge values, jumps, wrong lengths, out-of-order or stale stamps and times,
 bad speed scales, e-stops and reset requests, under arbitrary tick timing - may make the COMMANDED trajectory
 leave the envelope: joint bounds (limits minus margin), speed, acceleration, per-tick step, tool workspace box
-and table plane (FK of every commanded position); positions must integrate the velocities; and after a stale or
-invalid input or an e-stop the command reaches zero velocity within ceil(v / a / dt) + 1 ticks.
+and table plane (FK of every commanded position), every moving link's URDF collision geometry above the table
+(pinocchio); positions must integrate the velocities; and after a stale or invalid input or an e-stop the command
+reaches zero velocity within ceil(v / a / dt) + 1 ticks. Measured-state faults (a glitch of one joint, an absurd
+finite value) are among the inputs.
 """
 
 import functools
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gato_ros.core.robots import Kinematics, load_profile
+from gato_ros.core.robots.kinematics import LinkGeometry
 from gato_ros.core.safety import Proposal, SafetyConfig, SafetyFilter, SafetyStatus
 
 ROBOTS = ('ur5e', 'sawyer')
@@ -28,7 +31,7 @@ HOLD = (SafetyStatus.STALE_INPUT, SafetyStatus.ESTOP, SafetyStatus.INVALID_INPUT
 MOTION = ('keep',) * 4 + ('jump',) * 3 + ('cartesian',) * 5 + ('small',) * 2
 FAULTS = ('huge', 'nonfinite', 'wrong_length', 'times_reversed', 'old_stamp', 'past_times', 'older_than_previous',
           'none', 'stale_observation', 'nan_observation', 'nan_q', 'nan_qd', 'bad_scale', 'low_scale', 'estop',
-          'reset')
+          'reset', 'glitch_q', 'absurd_q')
 EVENTS = MOTION * 2 + FAULTS
 DTS = ('nominal',) * 5 + ('jitter',) * 5 + ('late',) * 4 + ('zero', 'backwards', 'nan')
 PUSH_TICKS = 15  # at max_dt: 0.15 s of pushing past a bound before the arbitrary ticks
@@ -40,6 +43,11 @@ TICKS = st.lists(st.tuples(st.sampled_from(EVENTS), st.sampled_from(DTS), st.int
 def robot(name):
     profile = load_profile(name)
     return profile, Kinematics(profile), SafetyConfig.from_profile(profile)
+
+
+@functools.cache
+def links(name):
+    return LinkGeometry(robot(name)[1])
 
 
 def start_pose(profile, kin, config, rng):
@@ -65,7 +73,9 @@ def start_pose(profile, kin, config, rng):
         push = q.copy()
         push[j] += toward * 0.5
     x = kin.tool_position(q)
-    if (lo <= q).all() and (q <= hi).all() and (box_min <= x).all() and (x <= box_max).all():
+    link_low = links(profile.name)(q)[1][:, 2].min()
+    if (lo <= q).all() and (q <= hi).all() and (box_min <= x).all() and (x <= box_max).all() \
+            and link_low >= config.link_bounds[0][2]:
         return q, push
     return profile.ready.copy(), profile.ready.copy()
 
@@ -111,7 +121,9 @@ def make_proposal(event, now, position, previous, push, kin, rng):
 def check_sequence(name, seed, ticks):
     profile, kin, config = robot(name)
     rng = np.random.default_rng(seed)
-    safety = SafetyFilter(config, kin.tool_position)
+    geometry = links(name)
+    safety = SafetyFilter(config, kin.tool_position, links=geometry)
+    table = config.link_bounds[0][2]
     position, push = start_pose(profile, kin, config, rng)
     safety.reset(position)
     velocity = np.zeros_like(position)
@@ -140,6 +152,10 @@ def check_sequence(name, seed, ticks):
             q[0] = np.nan
         if event == 'nan_qd':
             qd = qd[:-1]
+        if event == 'glitch_q':
+            q[trng.integers(q.size)] += trng.choice([-1.0, 1.0]) * trng.uniform(0.05, 1.0)
+        if event == 'absurd_q':
+            q[trng.integers(q.size)] = trng.choice([1e6, -1e6, 50.0])
         age = {'stale_observation': 0.5, 'nan_observation': np.nan}.get(event, trng.uniform(0.0, 0.09))
         scale = {'bad_scale': trng.choice([-0.5, 1.5, np.nan, np.inf]), 'low_scale': trng.uniform(0.0, 0.3)}.get(
             event, 1.0)
@@ -155,6 +171,8 @@ def check_sequence(name, seed, ticks):
         assert (np.abs(p - position) <= config.max_step + EPS).all(), f'step: {p - position} {where}'
         x = kin.tool_position(p)
         assert (x >= box_min - FK_TOLERANCE).all() and (x <= box_max + FK_TOLERANCE).all(), f'tool {x} {where}'
+        low = geometry(p)[1][:, 2].min()
+        assert low >= table - FK_TOLERANCE, f'link {low} below the table {table} {where}'
         if out.status in HOLD:
             if hold is None:
                 hold = [0, float((np.abs(velocity) / accel).max()), math.inf]
@@ -194,12 +212,14 @@ def test_envelope_holds_for_any_input_sequence(name):
 def test_sequences_reach_every_limiting_status(name):
     """The property test is only as good as its coverage: long random runs must hit every status code."""
     rng = np.random.default_rng(7)
-    seen = set()
+    seen, links_hit = set(), []
     original = SafetyFilter.tick
 
     def spy(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
         seen.add(out.status)
+        if out.reason.startswith('link '):
+            links_hit.append(out.reason)
         return out
 
     SafetyFilter.tick = spy
@@ -211,3 +231,4 @@ def test_sequences_reach_every_limiting_status(name):
     finally:
         SafetyFilter.tick = original
     assert seen == set(SafetyStatus), f'never reached: {set(SafetyStatus) - seen}'
+    assert links_hit, 'no sequence brought a link to the table: the link check went untested'

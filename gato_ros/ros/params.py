@@ -102,6 +102,17 @@ class SafetyNodeConfig:
                                      range=(1.0, 10.0))
     shutdown_timeout: float = _param(2.0, 'longest time (s) spent decelerating to hold on shutdown',
                                      range=(0.1, 10.0))
+    state_tolerance: float = _param(0.05, 'a measured position this far (rad) outside the URDF limits is rejected '
+                                    'as invalid input (brake)', range=(0.0, 0.5))
+    jump_tolerance: float = _param(0.02, 'a measured position that moved more than velocity limit x elapsed + this '
+                                   '(rad) since the previous sample is rejected as invalid input (brake)',
+                                   range=(0.0, 0.5))
+    tracking_error_limit: float = _param(0.2, 'measured position vs the command (forward_velocity: vs where the '
+                                         'velocity commands should have taken the arm) (rad); above it -> brake to '
+                                         'rest, latched until ~/reset', range=(0.001, 1.0))
+    proposal_publisher: str = _param('', "the only publisher whose ~/proposal is followed: a node name "
+                                     "('/gato/policy_node') or an endpoint GID (hex); '' = the first one seen")
+    link_check: bool = _param(True, "check every moving link's URDF collision geometry against the table plane")
 
     def __post_init__(self):
         _check('safety_controller_node', self)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_PER_JOINT = ('lower', 'upper', 'velocity', 'acceleration', 'max_step')
+_PER_JOINT = ('lower', 'upper', 'velocity', 'acceleration', 'max_step', 'resync_tolerance')
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +29,18 @@ class SafetyConfig:
     max_step: np.ndarray | None = None  # (n,) or scalar: largest change of a commanded position in one tick (rad);
     #                                     None -> velocity * max_dt. Enforced as the speed cap max_step / max_dt.
     rest_velocity: float = 0.01    # measured |qd| below this (rad/s) counts as at rest for request_reset, > 0
+    # Plausibility of the measured state (docs/safety.md, "Measured state"):
+    state_tolerance: float = 0.05  # measured q may lie this far outside the URDF limits (rad), else rejected, >= 0
+    jump_tolerance: float = 0.02   # measured q may move velocity * elapsed + this between samples (rad), else
+    #                                rejected as a jump faster than the joint can move, >= 0
+    resync_tolerance: np.ndarray | None = None  # (n,) or scalar: request_reset re-synchronises the command to the
+    #                                measured q only within this of the last command (rad); None -> max_step
+    track_measured: bool = False   # velocity interface: start every tick from the measured position
+    tracking_error_limit: float = math.inf  # measured vs the command (with track_measured: vs where the velocity
+    #                                commands should have taken the arm) (rad); above it -> brake to rest, latched
+    #                                until request_reset(); inf: off
+    link_box_min: np.ndarray | None = None  # (3,) box every moving link's collision geometry stays in (m), with
+    link_box_max: np.ndarray | None = None  # the table plane folded into z; None -> unbounded (table only)
 
     def __post_init__(self):
         names = tuple(str(n) for n in self.joint_names)
@@ -38,6 +50,8 @@ class SafetyConfig:
         object.__setattr__(self, 'joint_names', names)
         if self.max_step is None:
             object.__setattr__(self, 'max_step', np.asarray(self.velocity, dtype=np.float64) * float(self.max_dt))
+        if self.resync_tolerance is None:
+            object.__setattr__(self, 'resync_tolerance', self.max_step)
         for field in _PER_JOINT:
             raw = np.asarray(getattr(self, field), dtype=np.float64)
             if raw.shape not in ((), (n,)):
@@ -51,8 +65,17 @@ class SafetyConfig:
                 raise ValueError(f'SafetyConfig.{field} must be 3 finite numbers (m), got {value}')
             value.flags.writeable = False
             object.__setattr__(self, field, value)
-        for field in ('table_height', 'table_clearance', 'margin', 'stale_timeout', 'dt', 'max_dt', 'rest_velocity'):
+        for field, default in (('link_box_min', -math.inf), ('link_box_max', math.inf)):
+            raw = getattr(self, field)
+            value = np.full(3, default) if raw is None else np.array(raw, dtype=np.float64)
+            if value.shape != (3,) or np.isnan(value).any():
+                raise ValueError(f'SafetyConfig.{field} must be 3 numbers (m, +-inf for none), got {value}')
+            value.flags.writeable = False
+            object.__setattr__(self, field, value)
+        for field in ('table_height', 'table_clearance', 'margin', 'stale_timeout', 'dt', 'max_dt', 'rest_velocity',
+                      'state_tolerance', 'jump_tolerance', 'tracking_error_limit'):
             object.__setattr__(self, field, float(getattr(self, field)))
+        object.__setattr__(self, 'track_measured', bool(self.track_measured))
         self._validate()
 
     def _validate(self):
@@ -67,7 +90,13 @@ class SafetyConfig:
             for name, v in zip(self.joint_names, getattr(self, field)):
                 if not (math.isfinite(v) and v > 0):
                     fail(f'{field}[{name}]', v, 'finite and > 0')
-        for field, lo in (('margin', 0.0), ('table_clearance', 0.0)):
+        for name, v in zip(self.joint_names, self.resync_tolerance):
+            if not (math.isfinite(v) and v >= 0):
+                fail(f'resync_tolerance[{name}]', v, 'finite and >= 0')
+        if not (self.tracking_error_limit > 0):
+            fail('tracking_error_limit', self.tracking_error_limit, '> 0 (inf: off)')
+        for field, lo in (('margin', 0.0), ('table_clearance', 0.0), ('state_tolerance', 0.0),
+                          ('jump_tolerance', 0.0)):
             v = getattr(self, field)
             if not (math.isfinite(v) and v >= lo):
                 fail(field, v, f'finite and >= {lo}')
@@ -88,6 +117,10 @@ class SafetyConfig:
         for axis, a, b in zip('xyz', box_min, box_max):
             if not a < b:
                 fail(f'workspace_max[{axis}]', b, f'> {a} (workspace_min, or table_height + table_clearance for z)')
+        box_min, box_max = self.link_bounds
+        for axis, a, b in zip('xyz', box_min, box_max):
+            if not a < b:
+                fail(f'link_box_max[{axis}]', b, f'> {a} (link_box_min, or table_height + table_clearance for z)')
 
     @property
     def position_bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +133,18 @@ class SafetyConfig:
         box_min = self.workspace_min.copy()
         box_min[2] = max(box_min[2], self.table_height + self.table_clearance)
         return box_min, self.workspace_max.copy()
+
+    @property
+    def link_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Box for every moving link's collision geometry, the table plane folded into z like the tool's."""
+        box_min = self.link_box_min.copy()
+        box_min[2] = max(box_min[2], self.table_height + self.table_clearance)
+        return box_min, self.link_box_max.copy()
+
+    @property
+    def state_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Range a measured position may take: the URDF limits widened by state_tolerance."""
+        return self.lower - self.state_tolerance, self.upper + self.state_tolerance
 
     @property
     def speed_limit(self) -> np.ndarray:
