@@ -19,15 +19,18 @@ DAGGER_SEED = 3_000_000   # rollout seeds: away from recording (0..), evaluation
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint', required=True, type=arguments.checkpoint,
                         help='checkpoint directory, or a training --out directory (its newest checkpoint)')
-    parser.add_argument('--robot', default='ur5e', type=arguments.robot, help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
+    parser.add_argument('--robot', default='ur5e', type=arguments.robot,
+                        help='robot profile: ur5e, sawyer or a YAML path (default ur5e)')
     parser.add_argument('--episodes', type=arguments.positive_int, required=True, help='number of rollouts')
     parser.add_argument('--out', required=True, type=Path, help='output directory (created if missing)')
     parser.add_argument('--seed', type=int, default=DAGGER_SEED, help=f'first rollout seed (default {DAGGER_SEED})')
-    parser.add_argument('--task', type=arguments.task_pair, default=('red', 'blue'), help="'top,bottom' (default red,blue)")
+    parser.add_argument('--task', type=arguments.task_pair, default=('red', 'blue'),
+                        help="'top,bottom' (default red,blue)")
     parser.add_argument('--beta', type=float, default=0.0,
                         help='probability that the expert acts instead of the policy at a step (default 0)')
     parser.add_argument('--max-time', type=float, default=20.0, help='rollout limit, sim seconds (default 20)')
-    parser.add_argument('--threads', type=arguments.positive_int, default=1, help='torch threads for the policy (default 1)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=1,
+                        help='torch threads for the policy (default 1)')
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
 
 

@@ -13,9 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--checkpoint', required=True, type=arguments.checkpoint,
                         help='checkpoint directory, or a training --out directory (its newest checkpoint)')
     parser.add_argument('--data', required=True, type=Path, help='directory of HELD-OUT recorded episodes (*.mcap)')
-    parser.add_argument('--episodes', type=arguments.positive_int, default=15, help='episodes to use, first by name (default 15)')
+    parser.add_argument('--episodes', type=arguments.positive_int, default=15,
+                        help='episodes to use, first by name (default 15)')
     parser.add_argument('--every', type=arguments.positive_int, default=1, help='use every K-th timestep (default 1)')
-    parser.add_argument('--threads', type=arguments.positive_int, default=None, help='torch threads (default: torch decides)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=None,
+                        help='torch threads (default: torch decides)')
     parser.add_argument('--json', action='store_true', help='print the report as one JSON line')
 
 

@@ -34,14 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'checkpoints/gato-stack) with its model card')
     parser.add_argument('--robot', default='ur5e', type=arguments.robot, help='robot profile (default ur5e)')
     parser.add_argument('--episodes', type=arguments.positive_int, default=1000, help='demonstrations (default 1000)')
-    parser.add_argument('--steps', type=arguments.positive_int, default=4000, help='training steps of the first model (default 4000)')
+    parser.add_argument('--steps', type=arguments.positive_int, default=4000,
+                        help='training steps of the first model (default 4000)')
     parser.add_argument('--batch-size', type=arguments.positive_int, default=32, help='sequences per step (default 32)')
     parser.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (default 1e-3)')
     parser.add_argument('--dagger-rounds', type=int, default=1, help='DAgger rounds (default 1)')
-    parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=100, help='rollouts per DAgger round (default 100)')
-    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500, help='retraining steps per round (default 1500)')
-    parser.add_argument('--eval-episodes', type=arguments.positive_int, default=100, help='closed-loop evaluation episodes (default 100)')
-    parser.add_argument('--threads', type=arguments.positive_int, default=2, help='torch threads for training (default 2)')
+    parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=100,
+                        help='rollouts per DAgger round (default 100)')
+    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500,
+                        help='retraining steps per round (default 1500)')
+    parser.add_argument('--eval-episodes', type=arguments.positive_int, default=100,
+                        help='closed-loop evaluation episodes (default 100)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=2,
+                        help='torch threads for training (default 2)')
 
 
 class Stages:
@@ -78,7 +83,8 @@ class Stages:
 def train_options(args, lr: float) -> list[str]:
     """The recipe's training settings (docs/learning.md has the ablation behind each one)."""
     return ['--preset', 'tiny', '--context', '51', '--prompt-prob', '0', '--label-sigma', '0.02',
-            '--aux-weight', '1.0', '--batch-size', str(args.batch_size), '--lr', str(lr),
+            '--aux-weight', '1.0', '--patch-aux-weight', '1.0', '--batch-size', str(args.batch_size),
+            '--lr', str(lr),
             '--checkpoint-every', '500', '--no-progress']
 
 
@@ -120,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                                    for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1]))])
         dirs.append(str(rollout_dir))
         stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
-                                     str(checkpoint), '--steps', str(args.dagger_steps), *train_options(args, args.lr / 2),
+                                     str(checkpoint), '--steps', str(args.dagger_steps),
+                                     *train_options(args, args.lr / 2),
                                      *threads, '--warmup', '100', '--resume']])
         checkpoint = out / f'train-{k}'
     stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),

@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='also train on episodes where the expert failed (default: successful ones only)')
     parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
     parser.add_argument('--init', type=Path, default=None,
-                        help='start from these weights (a checkpoint of the same shape), e.g. the previous DAgger round')
+                        help='start from these weights (a checkpoint of the same shape), e.g. the previous '
+                             'DAgger round')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -161,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
         init = latest_checkpoint(args.init)
         state_dict, init_config = load_checkpoint(init)
         if init_config['model'] != model_config.to_dict():
-            raise SystemExit(f"--init {init}: model {init_config['model']} differs from this run's {model_config.to_dict()}")
+            raise SystemExit(f"--init {init}: model {init_config['model']} differs from this run's "
+                             f'{model_config.to_dict()}')
         model.load_state_dict({k: v.float() for k, v in state_dict.items()})
         checkpoint_config['init'] = str(init)
     if int(os.environ.get('RANK', '0')) == 0:

@@ -42,7 +42,7 @@ class EngineConfig:
     max_context: int | None = None     # KV cache slots; None = the model's context; 2..model context
     device: str = 'cpu'                # torch device string: 'cpu', 'cuda', 'cuda:1', ...
     dtype: str | None = None           # 'fp32' | 'bf16'; None = bf16 on CUDA, fp32 on CPU
-    temperature: float = 0.0           # 0 = deterministic (see decoding); > 0 samples from softmax(logits / temperature)
+    temperature: float = 0.0           # 0 = deterministic (see decoding); > 0 samples softmax(logits / temperature)
     decoding: str = 'argmax'           # with temperature 0: 'argmax' bin, or 'mean' = the bin of the expected value
                                        # of the bin distribution (for models trained on ordered soft targets)
     seed: int = 0                      # seed of the sampling generator (used only when temperature > 0)

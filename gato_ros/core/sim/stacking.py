@@ -142,7 +142,8 @@ class StackingSim:
         rotation = d.xmat[self._tool].reshape(3, 3)
         q, qd = self.joint_positions()
         return SimState(
-            time=self.time, q=q, qd=qd, gripper=float(gripper_closure(finger, self._finger_closed, self._finger_open)), finger_q=finger,
+            time=self.time, q=q, qd=qd, finger_q=finger,
+            gripper=float(gripper_closure(finger, self._finger_closed, self._finger_open)),
             tool_pos=d.xpos[self._tool].copy(), tool_yaw=tool_yaw(rotation),
             blocks={c: self.block_pose(c) for c in BLOCK_COLORS})
 
