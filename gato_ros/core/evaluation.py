@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .data.dataset import robot_model
-from .observation import gripper_closure
-from .observation import build_observation
-from .robots import ACTION_DIM, tool_yaw
+from .observation import observer_for
+from .robots import ACTION_DIM
 from .sim import SimConfig, StackingSim
 from .sim.runner import EpisodeResult, RunnerConfig, SimObservation, StepRecord, make_safety_filter, run_episode
 
@@ -27,15 +25,16 @@ HALT_KIND = ('JOINT_BOUND', 'WORKSPACE_BOUND', 'STALE_INPUT', 'ESTOP', 'INVALID_
 
 
 class PolicyActor:
-    """The runner's actor around a GatoPolicy: SimObservation -> build_observation -> policy.act -> action.
+    """The runner's actor around a GatoPolicy: SimObservation -> Observer.observe -> policy.act -> action.
 
-    The observation is built exactly as in training: gripper closure from the finger joints, tool pose from
-    forward kinematics of q (not the simulator's privileged state). Latencies are kept per step. A step
+    The observation is built exactly as in training (the same Observer): gripper closure from the finger
+    joints, tool pose from forward kinematics of q (not the simulator's privileged state). Latencies are kept per step. A step
     without a usable action (invalid observation) holds the arm still with the gripper unchanged."""
 
     def __init__(self, policy, robot: str, prompt=None):
         self.policy, self.prompt = policy, prompt
-        self.kin, self._closed, self._opened = robot_model(robot)
+        self.observer = observer_for(robot)
+        self.kin = self.observer.kinematics
         self.latencies: list[float] = []
         self.failures = 0
         self._grip = -1.0
@@ -45,10 +44,7 @@ class PolicyActor:
         self._grip = -1.0
 
     def observation(self, obs: SimObservation) -> dict:
-        state = obs.state
-        position, rotation = self.kin.tool_pose(state.q)
-        gripper = float(gripper_closure(state.finger_q[None], self._closed, self._opened)[0])
-        return build_observation(obs.images, state.q, gripper, position, tool_yaw(rotation))
+        return self.observer.observe(obs.images, obs.state.q, obs.state.finger_q)
 
     def act(self, obs: SimObservation) -> np.ndarray:
         result = self.policy.act(self.observation(obs))
