@@ -31,6 +31,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from gato_ros.core.observation import Observer
 from gato_ros.core.robots import CartesianActionSpace, load_profile
+from gato_ros.core.stats import LatencySummary
 from gato_ros.ros import conversions, markers, params
 from gato_ros.ros.params import PolicyNodeConfig
 
@@ -238,12 +239,12 @@ class PolicyNode(Node):
     def _publish_diagnostics(self):
         """/diagnostics like the safety controller's: the last step's status, the weights and the step latency."""
         status, reason = self._status or (PolicyNodeStatus.WAITING_FOR_INPUT, 'no step yet')
-        latencies = np.array(list(self.latencies)[-100:]) * 1e3  # the last 10 s at 10 Hz
+        latency = LatencySummary.from_seconds(list(self.latencies)[-100:])  # the last 10 s at 10 Hz
         values = {'status': status.name, 'reason': reason, 'robot': self.profile.name,
                   'weights': self._weights, 'device': self.config.device,
                   'rate_hz': f'{self.config.rate:g}', 'deadline_ms': f'{self.config.deadline * 1e3:.0f}',
-                  'step_latency_p50_ms': f'{np.percentile(latencies, 50):.1f}' if latencies.size else '',
-                  'step_latency_max_ms': f'{latencies.max():.1f}' if latencies.size else ''}
+                  'step_latency_p50_ms': f'{latency.p50_ms:.1f}' if latency.count else '',
+                  'step_latency_max_ms': f'{latency.max_ms:.1f}' if latency.count else ''}
         array = conversions.diagnostic_array(f'gato_ros: {self.get_fully_qualified_name()}', status.level,
                                              f'{status.name}: {reason}', self.profile.name, values,
                                              self.get_clock().now().to_msg())
@@ -286,7 +287,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    from gato_ros.ros.bringup import run_node_main
+    from gato_ros.ros.runtime import run_node_main
 
     return run_node_main(PolicyNode, args)
 
