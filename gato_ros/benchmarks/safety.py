@@ -57,7 +57,3 @@ def main(argv=None) -> int:
         print(json.dumps({'robot': args.robot, 'ticks': args.ticks, 'tick_us_p50': round(p50, 2),
                           'tick_us_p99': round(p99, 2)}))
     return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())
