@@ -2,7 +2,7 @@
 and the simulator's gripper reading all go through Observer, so what the model is trained on is what it sees
 on the robot.
 
-Keys (tokenized in lexicographic order, DESIGN.md §3): 'image_<camera>' uint8 (H, W, 3) per camera,
+Keys (tokenized in lexicographic order, docs/design.md §3): 'image_<camera>' uint8 (H, W, 3) per camera,
 'proprio_joints' float32 (n,) arm joint positions (rad, controller order), 'proprio_tool' float32 (6,)
 [x, y, z, sin yaw, cos yaw, gripper] (tool point in the base frame, m; gripper 0 = open .. 1 = closed).
 Yaw enters as sin/cos so the +-pi wrap is not a jump.

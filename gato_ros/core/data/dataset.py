@@ -1,4 +1,4 @@
-"""Episodes -> Gato token sequences for behaviour cloning (DESIGN.md §3).
+"""Episodes -> Gato token sequences for behaviour cloning (docs/design.md §3).
 
 Every control step t of an episode becomes one timestep: the observation (Observer: camera images, joint
 positions, gripper closure from the finger joints, tool pose from forward kinematics) then '|' then the
