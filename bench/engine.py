@@ -1,4 +1,6 @@
-"""Engine benchmark (also `gato-ros bench engine`); see gato_ros/benchmarks/engine.py."""
+"""`gato-ros bench engine` from a checkout: `python bench/engine.py [options]`; see gato_ros/benchmarks/engine.py."""
 import sys
-from gato_ros.benchmarks.engine import main
-sys.exit(main())
+
+from gato_ros.cli import main
+
+sys.exit(main(['bench', 'engine', *sys.argv[1:]]))

@@ -1,3 +1,6 @@
-"""Benchmark one safety-filter tick: same as `gato-ros bench safety`; see gato_ros/benchmarks/safety.py."""
-from gato_ros.benchmarks.safety import main
-raise SystemExit(main())
+"""`gato-ros bench safety` from a checkout: `python bench/safety.py [options]`; see gato_ros/benchmarks/safety.py."""
+import sys
+
+from gato_ros.cli import main
+
+sys.exit(main(['bench', 'safety', *sys.argv[1:]]))

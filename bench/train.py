@@ -1,4 +1,6 @@
-"""Training throughput benchmark (also `gato-ros bench train`); see gato_ros/benchmarks/train.py."""
+"""`gato-ros bench train` from a checkout: `python bench/train.py [options]`; see gato_ros/benchmarks/train.py."""
 import sys
-from gato_ros.benchmarks.train import main
-sys.exit(main())
+
+from gato_ros.cli import main
+
+sys.exit(main(['bench', 'train', *sys.argv[1:]]))

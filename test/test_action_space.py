@@ -27,7 +27,7 @@ def test_linear_action_moves_tool_and_keeps_it_down(kin, axis, sign):
     action[axis] = sign
     horizon = 0.8
     q0 = kin.profile.ready
-    times, positions = SPACE.proposal(kin, q0, action, now=10.0, horizon=horizon, n_points=17)
+    positions = SPACE.proposal(kin, q0, action, now=10.0, horizon=horizon, n_points=17).positions
     start, _ = kin.tool_pose(q0)
     end, rotation = kin.tool_pose(positions[-1])
     expected = np.zeros(3)
@@ -39,7 +39,7 @@ def test_linear_action_moves_tool_and_keeps_it_down(kin, axis, sign):
 
 def test_yaw_action_turns_about_world_z_in_place(kin):
     action = np.array([0, 0, 0, 0.5, 0])
-    _, positions = SPACE.proposal(kin, kin.profile.ready, action, now=0.0, horizon=1.0, n_points=21)
+    positions = SPACE.proposal(kin, kin.profile.ready, action, now=0.0, horizon=1.0, n_points=21).positions
     start, _ = kin.tool_pose(kin.profile.ready)
     end, rotation = kin.tool_pose(positions[-1])
     assert tool_yaw(rotation) == pytest.approx(0.5 * SPACE.max_yaw_rate, abs=0.02)
@@ -50,7 +50,8 @@ def test_yaw_action_turns_about_world_z_in_place(kin):
 def test_zero_action_is_stationary(kin):
     q0 = kin.profile.ready
     assert np.abs(SPACE.joint_velocity(kin, q0, np.zeros(ACTION_DIM))).max() < 1e-3
-    times, positions = SPACE.proposal(kin, q0, np.zeros(ACTION_DIM), now=5.0, horizon=0.5, n_points=6)
+    proposal = SPACE.proposal(kin, q0, np.zeros(ACTION_DIM), now=5.0, horizon=0.5, n_points=6)
+    times, positions = proposal.times, proposal.positions
     np.testing.assert_allclose(times, [5.0, 5.1, 5.2, 5.3, 5.4, 5.5])
     np.testing.assert_allclose(positions, np.broadcast_to(q0, positions.shape), atol=1e-3)
     assert positions.shape == (6, kin.n)
@@ -60,7 +61,7 @@ def test_tilted_tool_is_turned_back_down(kin):
     q = kin.profile.ready.copy()
     q[-2] += 0.2  # tilt through the last-but-one wrist joint
     _, rotation = kin.tool_pose(q)
-    _, positions = SPACE.proposal(kin, q, np.zeros(ACTION_DIM), now=0.0, horizon=1.0, n_points=21)
+    positions = SPACE.proposal(kin, q, np.zeros(ACTION_DIM), now=0.0, horizon=1.0, n_points=21).positions
     _, settled = kin.tool_pose(positions[-1])
     assert _tilt(rotation) > 0.1
     assert _tilt(settled) < 0.5 * _tilt(rotation)

@@ -11,9 +11,9 @@ import pytest
 
 from gato_ros.cli import main as cli
 from gato_ros.core.data import EpisodeError, EpisodeWriter, load_episodes, read_episode, read_info
-from gato_ros.core.data.dataset import (DatasetConfig, EpisodeDataset, collate, demonstration_prompt,
-                                        robot_model)
+from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset, collate, demonstration_prompt
 from gato_ros.core.data.mcap_io import MSG_DEFINITIONS, Episode, EpisodeInfo, schema_text
+from gato_ros.core.observation import observer_for
 from gato_ros.core.robots import load_profile
 from gato_ros.core.tokenizer import PATCH_PLACEHOLDER
 
@@ -23,7 +23,8 @@ CAMERAS = ('front_left', 'front_right')
 def synthetic_episode(seed: int, steps: int = 12, task=('red', 'blue'), size: int = 16, success: bool = True):
     """A UR5e episode whose image pixels all equal 20 * seed + t, so a token window tells where it came from."""
     profile = load_profile('ur5e')
-    _, closed, opened = robot_model('ur5e')
+    observer = observer_for('ur5e')
+    closed, opened = observer.finger_closed, observer.finger_open
     rng = np.random.default_rng(seed)
     t = np.arange(steps)
     pixel = (20 * seed + t).astype(np.uint8)[:, None, None, None]

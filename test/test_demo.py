@@ -7,7 +7,7 @@ import pytest
 def test_expert_demo_stacks_through_the_topics(tmp_path, monkeypatch, capsys):
     import imageio.v2 as imageio
 
-    from gato_ros.ros import demo
+    from gato_ros.ros.demo import run as demo
 
     monkeypatch.setattr(demo, 'default_checkpoint', lambda: None)  # the expert path, even once one is committed
     summary = demo.run_demo(demo.DemoOptions(robot='ur5e', episodes=1, seed=0, out=tmp_path, max_time=30.0))
@@ -21,7 +21,7 @@ def test_expert_demo_stacks_through_the_topics(tmp_path, monkeypatch, capsys):
     # The first command starts from the reset (ready) pose; the depth-1 command publisher may drop the very
     # first few for a busy subscriber, hence a tolerance of a few ticks' motion.
     assert summary['start_offset_rad_max'] < 0.15
-    assert summary['policy_hz'] > 5 and summary['command_hz'] > 20
+    assert summary['policy_hz'] > 5 and summary['commands']['rate_hz'] > 20
     assert 0.3 < summary['realtime_factor'] <= 1.1
     frames = imageio.get_reader(summary['video']).count_frames()
     assert frames >= 5 * episode['sim_time'], 'about 10 frames per sim second'

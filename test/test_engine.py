@@ -81,7 +81,7 @@ def test_reset_clears_the_episode_and_sampling_is_seeded(model):
     other = _engine(model, temperature=1.0, seed=8)
     assert not np.array_equal(first, [other.step(o).action_ids for o in observations])
     stats = engine.stats()
-    assert stats['steps'] == 6 and 0 < stats['p50_ms'] <= stats['p99_ms'] <= stats['max_ms']
+    assert stats['count'] == 6 and 0 < stats['p50_ms'] <= stats['p99_ms'] <= stats['max_ms']
 
 
 def test_errors_name_the_problem(model):

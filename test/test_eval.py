@@ -29,10 +29,10 @@ def test_metrics_rates_deadlines_and_safety():
     m = summary.metrics(deadline_s=0.1)
     assert m['episodes'] == 3 and m['success_rate'] == pytest.approx(2 / 3)
     mean = (0.02 * 49 + 0.2 + 0.04 * 50 + 0.03 * 50) / 150
-    assert m['policy_hz'] == pytest.approx(1 / mean, rel=1e-3)
+    assert m['policy_compute_hz'] == pytest.approx(1 / mean, rel=1e-3)
     assert m['command_hz'] == pytest.approx(500.0)                 # 7500 safety ticks over 15 s
     assert m['deadline_miss_rate'] == pytest.approx(1 / 150)
-    assert m['latency_ms']['p50'] == pytest.approx(30.0) and m['latency_ms']['max'] == pytest.approx(200.0)
+    assert m['latency']['p50_ms'] == pytest.approx(30.0) and m['latency']['max_ms'] == pytest.approx(200.0)
     safety = m['safety_interventions']
     assert safety['ticks'] == 110 and safety['by_status'] == {'DECELERATE_FOR_WORKSPACE': 100, 'STALE_INPUT': 10}
     assert safety['halt_episode_fraction'] == pytest.approx(1 / 3)  # only STALE_INPUT is a halt-kind status
@@ -72,7 +72,7 @@ def test_eval_command_closed_loop_with_prompt(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report['episodes'] == 2 and report['task'] == 'green,red' and report['first_seed'] == 1_000_000
     assert 0 < report['prompt_tokens'] <= 100
-    assert report['policy_steps'] == 20 and report['policy_hz'] > 0 and 0 <= report['deadline_miss_rate'] <= 1
+    assert report['policy_steps'] == 20 and report['policy_compute_hz'] > 0 and 0 <= report['deadline_miss_rate'] <= 1
     assert report['command_hz'] == pytest.approx(500.0, rel=0.01)
     assert set(report['safety_interventions']) == {'ticks', 'tick_fraction', 'by_status', 'halt_episode_fraction'}
     assert (out / 'latency_histogram.png').stat().st_size > 0

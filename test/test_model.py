@@ -1,4 +1,4 @@
-"""Gato model: config validation, the DESIGN.md presets, embeddings, tied head, causality, loss."""
+"""Gato model: config validation, the docs/design.md §3 presets, embeddings, tied head, causality, loss."""
 
 import dataclasses
 

@@ -130,3 +130,22 @@ def test_a_sibling_nodes_parameter_given_to_every_node_passes(context):
                              cli_args=['--ros-args', '-p', 'camera_rate:=15.0', '-p', 'use_sim_time:=false'])
     assert params.declare(node, SafetyNodeConfig).rate == 250.0
     node.destroy_node()
+
+
+@pytest.mark.parametrize('yaml_name, node_name', [('policy.yaml', 'policy_node'),
+                                                  ('safety_controller.yaml', 'safety_controller_node'),
+                                                  ('sim.yaml', 'sim_node')])
+def test_packaged_yaml_matches_the_config_dataclass(yaml_name, node_name):
+    """Every key of config/<node>.yaml is a field of its params.py dataclass, and its value is the field's default
+    unless the YAML line says `# overrides ...` (an intentional deployment choice); the dataclass is the truth."""
+    text = (ROOT / 'config' / yaml_name).read_text()
+    (section,) = yaml.safe_load(text).values()
+    values = section['ros__parameters']
+    fields = {f.name: f.default for f in dataclasses.fields(params.NODE_CONFIGS[node_name])}
+    assert not set(values) - set(fields), f'{yaml_name}: keys without a {node_name} parameter'
+    lines = {line.split(':')[0].strip(): line for line in text.splitlines() if ':' in line}
+    for key, value in values.items():
+        default = list(fields[key]) if isinstance(fields[key], tuple) else fields[key]
+        if value != default or type(value) is not type(default):
+            assert 'overrides' in lines[key].partition('#')[2], \
+                f'{yaml_name}: {key}: {value!r} differs from the default {default!r} without an "# overrides" comment'

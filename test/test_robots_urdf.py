@@ -1,4 +1,4 @@
-"""The URDFs: primitive geometry, DESIGN.md section 4 limits, plausible inertias, and MuJoCo agrees with pinocchio."""
+"""The URDFs: primitive geometry, docs/design.md §4 limits, plausible inertias, and MuJoCo agrees with pinocchio."""
 
 import math
 import xml.etree.ElementTree as ET
@@ -11,7 +11,7 @@ from gato_ros.core.robots import Kinematics, load_profile
 from gato_ros.resources import resource_path
 
 TWO_PI = 2 * math.pi
-# DESIGN.md section 4, typed in independently of the URDFs: joint -> (lower, upper, velocity, effort or None).
+# docs/design.md §4, typed in independently of the URDFs: joint -> (lower, upper, velocity, effort or None).
 DESIGN_LIMITS = {
     'ur5e': {'shoulder_pan_joint': (-TWO_PI, TWO_PI, math.pi, 150),
              'shoulder_lift_joint': (-TWO_PI, TWO_PI, math.pi, 150),

@@ -1,4 +1,4 @@
-"""Gato tokenization of numbers, images and text (DESIGN.md §3)."""
+"""Gato tokenization of numbers, images and text (docs/design.md §3)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Gato sequence layout: field order, separator, local positions, loss mask, concat/select (DESIGN.md §3)."""
+"""Gato sequence layout: field order, separator, local positions, loss mask, concat/select (docs/design.md §3)."""
 
 import dataclasses
 import json

@@ -1,4 +1,4 @@
-"""Engine benchmark: one Gato control step of the DESIGN.md §7 layout, random weights.
+"""Engine benchmark: one Gato control step of the docs/design.md §7 layout, random weights.
 
 Layout: 2 cameras at 64x64 (32 patches) + 15 proprio values + '|', 7 action tokens, with 5 past timesteps
 already in the cache. Each measured step starts from exactly that cache (reset with the 5 past timesteps as

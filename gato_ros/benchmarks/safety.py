@@ -68,7 +68,3 @@ def main(argv=None) -> int:
                           'tick_us_max': round(float(durations.max()) * 1e6, 2),
                           'tick_cpu_us_p50': round(cpu50, 2), 'tick_cpu_us_p99': round(cpu99, 2)}))
     return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

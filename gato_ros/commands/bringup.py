@@ -11,8 +11,6 @@ On exit it prints the measured safety command rate/jitter and the policy step la
 import argparse
 import json
 
-import numpy as np
-
 from gato_ros.commands import arguments
 from gato_ros.ros.params import COMMAND_INTERFACES
 
@@ -34,23 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='ROS arguments for both nodes, e.g. --ros-args --params-file overrides.yaml')
 
 
-def _report(nodes, as_json: bool) -> None:
-    policy, safety = nodes
-    stats = {f'safety_{k}': round(float(v), 3) for k, v in safety.command_stats().items()}
-    latencies = np.asarray(policy.latencies) * 1e3
-    if latencies.size:
-        stats.update(policy_steps=int(latencies.size),
-                     policy_latency_p50_ms=round(float(np.percentile(latencies, 50)), 2),
-                     policy_latency_p95_ms=round(float(np.percentile(latencies, 95)), 2),
-                     policy_latency_max_ms=round(float(latencies.max()), 2))
-    if as_json:
-        print(json.dumps(stats))
-    else:
-        print('\n'.join(f'{k}: {v}' for k, v in stats.items()))
-
-
 def run(args: argparse.Namespace) -> int:
-    from gato_ros.ros.bringup import BringupOptions, bringup
+    from gato_ros.ros.bringup import BringupOptions, bringup, report
 
     options = BringupOptions(robot=args.robot, checkpoint=args.checkpoint,
                              allow_random_weights=True if args.allow_random_weights else None,
@@ -59,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     started = []
     code = bringup(options, ros_args=['--log-level', args.log_level, *args.ros_args], on_ready=started.extend)
     if started:
-        _report(started, args.json)
+        stats = report(started)
+        print(json.dumps(stats) if args.json else '\n'.join(f'{k}: {v}' for k, v in stats.items()))
     return code

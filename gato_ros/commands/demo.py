@@ -27,10 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_summary(summary: dict) -> None:
+    latency, commands = summary['policy_latency'], summary['commands']
     print(f"success rate {summary['success_rate']:.0%} over {summary['episodes']} episodes ({summary['mode']}); "
-          f"policy {summary['policy_hz']} Hz, latency p50 {summary['policy_latency_ms_p50']} ms / "
-          f"p99 {summary['policy_latency_ms_p99']} ms; safety commands {summary['command_hz']} Hz, interval jitter "
-          f"std {summary['command_jitter_ms']} ms / p99 {summary['command_interval_ms_p99']} ms, "
+          f"policy {summary['policy_hz']} Hz, latency p50 {latency['p50_ms']} ms / "
+          f"p99 {latency['p99_ms']} ms; safety commands {commands['rate_hz']} Hz, interval jitter "
+          f"std {commands['jitter_std_ms']} ms / p99 {commands['interval']['p99_ms']} ms, "
           f"{summary['commands_outside_limits']} outside the joint limits; real-time factor "
           f"{summary['realtime_factor']}; {summary['seconds']} s wall")
     print(f"video {summary['video']}, success frame {summary['success_png']}")

@@ -6,13 +6,9 @@ last stdout line."""
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from gato_ros.commands import arguments
-
-PROMPT_SEED = 2_000_000   # demonstrations for prompts: away from recording (0..) and evaluation (1e6..) seeds
-PROMPT_ATTEMPTS = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,40 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
 
 
-def demonstration(robot: str, task, sim_config, runner_config):
-    """A successful scripted episode of `task`, recorded and read back through the same MCAP path as training."""
-    from gato_ros.core.data import read_episode
-    from gato_ros.core.data.record import Recorder, episode_filename
-
-    recorder = Recorder(sim_config, runner_config)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(PROMPT_SEED, PROMPT_SEED + PROMPT_ATTEMPTS):
-                path = Path(tmp) / episode_filename(robot, task, seed)
-                info, _ = recorder.record(seed, path)
-                if info.success:
-                    return read_episode(path)
-    finally:
-        recorder.close()
-    raise SystemExit(f'the scripted expert failed {task[0]} on {task[1]} for seeds {PROMPT_SEED}..'
-                     f'{PROMPT_SEED + PROMPT_ATTEMPTS - 1}: no demonstration for the prompt')
-
-
-def demonstration_prompt_for(policy, robot: str, task, sim_config):
-    """The evaluation prompt for `task`: the end of a successful scripted demonstration, recorded at the
-    checkpoint's control rate, taking the share of the policy's window that training gave prompts."""
-    from gato_ros.core.data.dataset import demonstration_prompt
-    from gato_ros.core.sim.runner import RunnerConfig
-
-    if policy.spec.prompt_fraction == 0:
-        raise SystemExit('this checkpoint was trained without demonstration prompts; --prompt-task needs one that was')
-    runner_config = RunnerConfig(control_hz=policy.spec.control_hz, render=True)  # full length
-    return demonstration_prompt(demonstration(robot, tuple(task), sim_config, runner_config),
-                                int(policy.engine.max_context * policy.spec.prompt_fraction))
-
-
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    from gato_ros.core.demonstration import demonstration_prompt_for
     from gato_ros.core.evaluation import EVAL_SEED, FrameRecorder, evaluate, write_latency_histogram, write_video
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
@@ -102,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
                     'safety_statuses': r.safety_statuses, 'task_reason': r.task.reason} for r in summary.episodes]
     (args.out / 'eval.json').write_text(json.dumps({**metrics, 'per_episode': per_episode}, indent=2) + '\n')
     if not args.json:
-        print(f"success {metrics['success_rate']:.0%} over {metrics['episodes']} episodes; policy "
-              f"{metrics['policy_hz']} Hz (p50 {metrics['latency_ms']['p50']} ms, p99 {metrics['latency_ms']['p99']} "
+        latency = metrics['latency']
+        print(f"success {metrics['success_rate']:.0%} over {metrics['episodes']} episodes; policy step "
+              f"{metrics['policy_compute_hz']} Hz (p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} "
               f"ms), deadline misses {metrics['deadline_miss_rate']:.1%}; files in {args.out}")
     print(json.dumps(metrics))
     return 0

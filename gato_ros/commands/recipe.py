@@ -96,8 +96,8 @@ def merged_eval(outputs: list[str]) -> dict:
     halt = sum(p['safety_interventions']['halt_episode_fraction'] * p['episodes'] for p in parts) / n
     return {'episodes': n, 'success_rate': mean('success_rate'), 'halt_episode_fraction': halt,
             'first_seeds': [p['first_seed'] for p in parts], 'deadline_miss_rate': mean('deadline_miss_rate'),
-            'latency_ms_p50': max(p['latency_ms']['p50'] for p in parts),
-            'latency_ms_p99': max(p['latency_ms']['p99'] for p in parts), 'parts': parts}
+            'latency_ms_p50': max(p['latency']['p50_ms'] for p in parts),
+            'latency_ms_p99': max(p['latency']['p99_ms'] for p in parts), 'parts': parts}
 
 
 def run(args: argparse.Namespace) -> int:

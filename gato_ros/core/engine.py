@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gato_ros.core.model import Gato, sequence_tensors
+from gato_ros.core.stats import LatencySummary
 from gato_ros.core.tokenizer import (CONTINUOUS_OFFSET, NUM_BINS, TokenSequence, detokenize_action,
                                      separator_and_actions)
 
@@ -262,10 +263,6 @@ class GatoEngine:
         self.latencies.append(latency)
         return EngineResult(ids, detokenize_action(ids), logits, latency, evicted)
 
-    def stats(self) -> dict[str, float]:
-        """Latency percentiles over the recent steps (milliseconds)."""
-        if not self.latencies:
-            return {'steps': 0}
-        ms = np.asarray(self.latencies) * 1e3
-        return {'steps': len(ms), 'p50_ms': float(np.percentile(ms, 50)), 'p99_ms': float(np.percentile(ms, 99)),
-                'max_ms': float(ms.max()), 'mean_ms': float(ms.mean())}
+    def stats(self) -> dict:
+        """LatencySummary of the recent steps: count, mean_ms, p50_ms, p99_ms, max_ms."""
+        return LatencySummary.from_seconds(self.latencies).to_dict()

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .data.dataset import robot_model
-from .observation import gripper_closure
-from .observation import build_observation
-from .robots import ACTION_DIM, tool_yaw
+from .observation import observer_for
+from .robots import ACTION_DIM
 from .sim import SimConfig, StackingSim
+from .stats import LatencySummary
 from .sim.runner import EpisodeResult, RunnerConfig, SimObservation, StepRecord, make_safety_filter, run_episode
 
 EVAL_SEED = 1_000_000  # first evaluation seed: far from the recording seeds, which count up from 0
@@ -27,15 +26,16 @@ HALT_KIND = ('JOINT_BOUND', 'WORKSPACE_BOUND', 'STALE_INPUT', 'ESTOP', 'INVALID_
 
 
 class PolicyActor:
-    """The runner's actor around a GatoPolicy: SimObservation -> build_observation -> policy.act -> action.
+    """The runner's actor around a GatoPolicy: SimObservation -> Observer.observe -> policy.act -> action.
 
-    The observation is built exactly as in training: gripper closure from the finger joints, tool pose from
-    forward kinematics of q (not the simulator's privileged state). Latencies are kept per step. A step
+    The observation is built exactly as in training (the same Observer): gripper closure from the finger
+    joints, tool pose from forward kinematics of q (not the simulator's privileged state). Latencies are kept per step. A step
     without a usable action (invalid observation) holds the arm still with the gripper unchanged."""
 
     def __init__(self, policy, robot: str, prompt=None):
         self.policy, self.prompt = policy, prompt
-        self.kin, self._closed, self._opened = robot_model(robot)
+        self.observer = observer_for(robot)
+        self.kin = self.observer.kinematics
         self.latencies: list[float] = []
         self.failures = 0
         self._grip = -1.0
@@ -45,10 +45,7 @@ class PolicyActor:
         self._grip = -1.0
 
     def observation(self, obs: SimObservation) -> dict:
-        state = obs.state
-        position, rotation = self.kin.tool_pose(state.q)
-        gripper = float(gripper_closure(state.finger_q[None], self._closed, self._opened)[0])
-        return build_observation(obs.images, state.q, gripper, position, tool_yaw(rotation))
+        return self.observer.observe(obs.images, obs.state.q, obs.state.finger_q)
 
     def act(self, obs: SimObservation) -> np.ndarray:
         result = self.policy.act(self.observation(obs))
@@ -82,16 +79,15 @@ class EvalSummary:
             for name, count in r.safety_statuses.items():
                 if name != 'OK':
                     statuses[name] = statuses.get(name, 0) + count
-        ms = lambda q: round(float(np.percentile(lat, q)) * 1e3, 3) if lat.size else None  # noqa: E731
         return {
             'episodes': n,
             'success_rate': sum(r.success for r in self.episodes) / n if n else None,
-            'policy_hz': round(1.0 / lat.mean(), 2) if lat.size else None,
+            # What the policy's step time allows (1 / mean latency), not a measured rate: the runner is in sim time.
+            'policy_compute_hz': round(1.0 / lat.mean(), 2) if lat.size else None,
             'command_hz': round(ticks / sim_time, 2) if sim_time else None,
             'deadline_s': deadline_s,
             'deadline_miss_rate': float((lat > deadline_s).mean()) if lat.size else None,
-            'latency_ms': {'mean': round(float(lat.mean()) * 1e3, 3) if lat.size else None,
-                           'p50': ms(50), 'p99': ms(99), 'max': ms(100)},
+            'latency': LatencySummary.from_seconds(lat).to_dict(),
             'policy_steps': int(lat.size),
             'failed_policy_steps': self.failed_steps,
             'safety_interventions': {

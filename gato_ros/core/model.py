@@ -1,6 +1,6 @@
 """The Gato model (Reed et al. 2022, "A Generalist Agent"), nanoGPT-style in one file.
 
-Inputs are the arrays of a tokenizer TokenSequence (DESIGN.md §3):
+Inputs are the arrays of a tokenizer TokenSequence (docs/design.md §3):
     tokens     int64 [B, T]   ids in [0, vocab_size); PATCH_PLACEHOLDER (-1) where an image patch sits
     local_pos  int64 [B, T]   0..n-1 for observation tokens of a timestep, -1 for '|' and actions
     patches    float [P, 3, 16, 16]  in the row-major order of the placeholders over (B, T)
@@ -75,7 +75,7 @@ class GatoConfig:
         return cls(**d)
 
 
-# The three paper sizes exactly as DESIGN.md §3 (Gato Table 6); 'small' and 'tiny' are ours, for CPU.
+# The three paper sizes exactly as docs/design.md §3 (Gato Table 6); 'small' and 'tiny' are ours, for CPU.
 PRESETS = {
     'gato-1.18b': GatoConfig(n_layer=24, d_model=2048, n_head=16, head_dim=128, d_ff=8192),
     'gato-364m': GatoConfig(n_layer=12, d_model=1536, n_head=12, head_dim=128, d_ff=6144),

@@ -1,7 +1,8 @@
-"""The ONE place that turns robot data into the Gato observation dict (recording, training and the policy
-all call build_observation, so what the model is trained on is what it sees on the robot).
+"""The ONE place that turns robot data into the Gato observation dict: policy_node, the evaluator, the dataset
+and the simulator's gripper reading all go through Observer, so what the model is trained on is what it sees
+on the robot.
 
-Keys (tokenized in lexicographic order, DESIGN.md §3): 'image_<camera>' uint8 (H, W, 3) per camera,
+Keys (tokenized in lexicographic order, docs/design.md §3): 'image_<camera>' uint8 (H, W, 3) per camera,
 'proprio_joints' float32 (n,) arm joint positions (rad, controller order), 'proprio_tool' float32 (6,)
 [x, y, z, sin yaw, cos yaw, gripper] (tool point in the base frame, m; gripper 0 = open .. 1 = closed).
 Yaw enters as sin/cos so the +-pi wrap is not a jump.
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from functools import cache, cached_property
 
 import numpy as np
+
+from gato_ros.core.robots import Kinematics, RobotProfile, load_profile, tool_yaw
+from gato_ros.core.robots.profile import finger_limits
 
 
 def _finite(name: str, value, shape: tuple | None = None) -> np.ndarray:
@@ -58,3 +63,40 @@ def build_observation(images: Mapping[str, np.ndarray], q, gripper: float, tool_
     obs['proprio_joints'] = q.astype(np.float32)
     obs['proprio_tool'] = np.array([x, y, z, math.sin(yaw), math.cos(yaw), gripper], dtype=np.float32)
     return obs
+
+
+class Observer:
+    """A robot's measurements -> its observation: tool pose by forward kinematics of q (never a simulator's
+    privileged state), gripper closure from the finger joints against the URDF's finger limits."""
+
+    def __init__(self, profile: RobotProfile):
+        self.profile = profile
+        self.finger_closed, self.finger_open = finger_limits(profile)
+
+    @cached_property
+    def kinematics(self) -> Kinematics:
+        # Built on first use: the simulator only reads the gripper and should not pay for the URDF model.
+        return Kinematics(self.profile)
+
+    def gripper(self, finger_q) -> np.ndarray:
+        """Finger joint positions (..., k) -> closure (...,), 0 open .. 1 closed."""
+        return gripper_closure(finger_q, self.finger_closed, self.finger_open)
+
+    def proprio(self, q, finger_q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Whole episodes at once: q (T, n), finger_q (T, k) -> gripper (T,), tool position (T, 3), tool yaw (T,)."""
+        poses = [self.kinematics.tool_pose(qt) for qt in np.asarray(q, dtype=np.float64)]
+        return (self.gripper(finger_q), np.array([p for p, _ in poses]).reshape(-1, 3),
+                np.array([tool_yaw(r) for _, r in poses]))
+
+    def observe(self, images: Mapping[str, np.ndarray], q, finger_q, gripper: float | None = None) -> dict:
+        """One step: camera images, q (n,) and finger_q (k,) -> the observation dict. `gripper` replaces the
+        finger reading where a robot reports no finger joints (finger_q None)."""
+        position, rotation = self.kinematics.tool_pose(q)
+        closure = float(self.gripper(finger_q)) if gripper is None else gripper
+        return build_observation(images, q, closure, position, tool_yaw(rotation))
+
+
+@cache
+def observer_for(robot: str) -> Observer:
+    """The shared Observer of a robot profile name (its Kinematics is built once per process)."""
+    return Observer(load_profile(robot))

@@ -8,6 +8,7 @@ on a contradiction, naming both values.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 
@@ -34,10 +35,12 @@ class PolicySpec:
     prompt_fraction: float = 0.0            # share of the window a demonstration prompt takes, in [0, 1)
     decoding: str = 'argmax'                # action bins -> value: 'argmax' or 'mean' (expected value)
     robots: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # robot name -> arm joints (order)
+    prompt_task: tuple[str, ...] = ()       # (top, bottom): the demo conditions on a demonstration of it; () none
 
     def __post_init__(self):
         object.__setattr__(self, 'cameras', tuple(self.cameras))
         object.__setattr__(self, 'action_layout', tuple(self.action_layout))
+        object.__setattr__(self, 'prompt_task', tuple(self.prompt_task))
         object.__setattr__(self, 'robots', {str(k): tuple(v) for k, v in dict(self.robots).items()})
 
         def check(name, ok, allowed):
@@ -54,11 +57,13 @@ class PolicySpec:
         check('decoding', self.decoding in DECODINGS, ' or '.join(DECODINGS))
         check('robots', all(joints and all(isinstance(j, str) for j in joints) for joints in self.robots.values()),
               'robot name -> non-empty list of joint names')
+        check('prompt_task', len(self.prompt_task) in (0, 2), '() or (top, bottom)')
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d['robots'] = {name: list(joints) for name, joints in self.robots.items()}
         d['cameras'], d['action_layout'] = list(self.cameras), list(self.action_layout)
+        d['prompt_task'] = list(self.prompt_task)
         return d
 
     @classmethod
@@ -71,9 +76,12 @@ class PolicySpec:
 
     @classmethod
     def from_checkpoint_config(cls, config: Mapping) -> 'PolicySpec':
-        """The 'policy' section; checkpoints written before it existed are read from their data/robot sections."""
+        """The 'policy' section; checkpoints written before it existed are read from their data/robot sections.
+        `gato-ros export --prompt-task` writes its task into a 'demo' section, which overrides prompt_task."""
+        prompt_task = tuple(config.get('demo', {}).get('prompt_task', ()))
         if 'policy' in config:
-            return cls.from_dict(config['policy'])
+            spec = cls.from_dict(config['policy'])
+            return dataclasses.replace(spec, prompt_task=prompt_task) if prompt_task else spec
         data, robot = config.get('data', {}), config.get('robot', {})
         robots = ({name: joints for name, joints in robot['profiles'].items()} if 'profiles' in robot
                   else {robot.get('name', ''): robot.get('joint_names', ())})
@@ -82,7 +90,7 @@ class PolicySpec:
         return cls(cameras=tuple(data.get('cameras', cls.cameras)), image_size=int(data.get('image_size', 64)),
                    control_hz=float(data.get('control_hz', 10.0)), context=context,
                    prompt_fraction=float(dataset.get('prompt_fraction', 0.0)) if dataset.get('prompt_prob') else 0.0,
-                   robots={k: v for k, v in robots.items() if v})
+                   robots={k: v for k, v in robots.items() if v}, prompt_task=prompt_task)
 
     def check_setting(self, name: str, value, source: str) -> None:
         """PolicySpecError when a consumer's setting `name` (e.g. policy_node's 'rate') contradicts the spec."""

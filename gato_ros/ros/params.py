@@ -24,6 +24,11 @@ class ParamError(ValueError):
     """A parameter value outside its allowed range or choices; the message names both."""
 
 
+def camera_topic(camera: str) -> str:
+    """The image topic of a camera, as sim_node publishes it and policy_node subscribes to it by default."""
+    return f'/camera/{camera}/image_raw'
+
+
 def _param(default, description: str, *, range=None, choices=None):
     return field(default=default, metadata={'description': description, 'range': range, 'choices': choices})
 
@@ -55,7 +60,7 @@ class PolicyNodeConfig:
     cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
                                       "camera names; the observation keys are 'image_<name>'")
     camera_topics: tuple[str, ...] = _param(
-        ('/camera/front_left/image_raw', '/camera/front_right/image_raw'),
+        (camera_topic('front_left'), camera_topic('front_right')),
         "one topic per camera; sensor_msgs/Image, or CompressedImage when the topic ends in '/compressed'")
     joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState with the arm joints')
     image_size: int = _param(64, "model image resolution (px, square, multiple of 16)", range=(16, 512))

@@ -1,7 +1,7 @@
-"""Episodes -> Gato token sequences for behaviour cloning (DESIGN.md §3).
+"""Episodes -> Gato token sequences for behaviour cloning (docs/design.md §3).
 
-Every control step t of an episode becomes one timestep: the observation (build_observation: camera images,
-joint positions, gripper closure from the finger joints, tool pose from forward kinematics) then '|' then the
+Every control step t of an episode becomes one timestep: the observation (Observer: camera images, joint
+positions, gripper closure from the finger joints, tool pose from forward kinematics) then '|' then the
 5-D action. A training
 item is a crop of whole consecutive timesteps that fits the context. With probability `prompt_prob` (Gato:
 25%) a prompt from ANOTHER episode of the same robot and task is put in front: half the time that episode's
@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 import torch
 
-from ..observation import build_observation, gripper_closure
-from ..robots import Kinematics, load_profile, tool_yaw
-from ..robots.profile import finger_limits
+from ..observation import build_observation, observer_for
+from ..robots import load_profile
 from ..tokenizer import PATCH_SIZE, TokenSequence, tokenize_timestep
 from .mcap_io import BLOCK_ORDER, Episode
 
@@ -106,28 +104,19 @@ class DatasetConfig:
             raise ValueError(f'DatasetConfig.seed must be >= 0, got {self.seed}')
 
 
-@cache
-def robot_model(robot: str) -> tuple[Kinematics, np.ndarray, np.ndarray]:
-    """Kinematics and the finger joints' (closed, open) positions: the URDF's lower and upper limits."""
-    profile = load_profile(robot)
-    return Kinematics(profile), *finger_limits(profile)
-
-
 class EpisodeTokens:
     """One episode, tokenized lazily per timestep (patches are 4x the size of the uint8 images)."""
 
     def __init__(self, episode: Episode):
         self.episode = episode
-        kin, closed, opened = robot_model(episode.info.robot)
-        profile, info = kin.profile, episode.info
+        observer = observer_for(episode.info.robot)
+        profile, info = observer.profile, episode.info
         if (info.joint_names, info.finger_joint_names) != (profile.joint_names, profile.gripper_joint_names):
             raise ValueError(f'episode seed {info.seed}: joints {info.joint_names} + fingers {info.finger_joint_names} '
                              f"differ from robot profile '{profile.name}': {profile.joint_names} + "
                              f'{profile.gripper_joint_names}')
-        self.gripper = gripper_closure(episode.finger_q, closed, opened)
-        poses = [kin.tool_pose(q) for q in episode.q]
-        self.tool_pos = np.array([p for p, _ in poses])
-        self.tool_yaw = np.array([tool_yaw(r) for _, r in poses])
+        # Forward kinematics of the whole episode once; observation(t) then only assembles (Observer.observe).
+        self.gripper, self.tool_pos, self.tool_yaw = observer.proprio(episode.q, episode.finger_q)
         self.aux = None if episode.blocks is None else aux_targets(episode.blocks, profile.table_height)
         size = next(iter(episode.images.values())).shape[1] if episode.images else 0
         self.patch_aux = (None if episode.blocks is None or not size

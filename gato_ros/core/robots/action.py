@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gato_ros.core.robots.kinematics import Kinematics
+from gato_ros.core.safety.proposal import Proposal
 
 ACTION_DIM = 5
 _DOWN = np.array([0.0, 0.0, -1.0])
@@ -49,12 +50,13 @@ class CartesianActionSpace:
         # Scale all joints together so the tool keeps its direction when a joint would exceed its limit.
         return qd / max(1.0, float(np.max(np.abs(qd) / kin.profile.velocity)))
 
-    def proposal(self, kin: Kinematics, q, action, now: float, horizon: float,
-                 n_points: int) -> tuple[np.ndarray, np.ndarray]:
-        """Joint targets realising the action over [now, now + horizon]: times (k,), positions (k, n).
+    def proposal(self, kin: Kinematics, q, action, now: float, horizon: float, n_points: int,
+                 stamp: float | None = None) -> Proposal:
+        """The Proposal realising the action over [now, now + horizon]: times (k,), positions (k, n).
 
         The first point is (now, q), so the trajectory starts where the arm is; the rest integrate
-        joint_velocity, re-linearised at every point, with k = n_points evenly spaced times.
+        joint_velocity, re-linearised at every point, with k = n_points evenly spaced times. `stamp` is when
+        the observation behind it was made (default now): the safety filter judges the proposal's age by it.
         """
         if not (math.isfinite(now) and math.isfinite(horizon) and horizon > 0):
             raise ValueError(f'proposal needs finite now and horizon > 0, got now={now}, horizon={horizon}')
@@ -66,7 +68,7 @@ class CartesianActionSpace:
         dt = horizon / (n_points - 1)
         for i in range(1, n_points):
             positions[i] = positions[i - 1] + dt * self.joint_velocity(kin, positions[i - 1], action)
-        return times, positions
+        return Proposal(stamp=now if stamp is None else stamp, times=times, positions=positions)
 
     def gripper_command(self, action) -> float:
         """1.0 (close) if grip > 0, else 0.0 (open)."""

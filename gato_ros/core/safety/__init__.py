@@ -1,4 +1,4 @@
-"""Safety controller core: limits, rate limiting, workspace via FK, watchdog and e-stop latch (DESIGN.md section 5)."""
+"""Safety controller core: limits, rate limiting, workspace via FK, watchdog and e-stop latch (docs/design.md §5)."""
 
 from gato_ros.core.safety.config import SafetyConfig
 from gato_ros.core.safety.filter import SafetyFilter, SafetyOutput

@@ -95,9 +95,7 @@ def run_episode(sim: StackingSim, actor, safety: SafetyFilter, kin, seed: int,
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
             raise ValueError(f'actor returned action {action.tolist()}: expected {ACTION_DIM} finite values')
         action = np.clip(action, -1.0, 1.0)
-        times, positions = action_space.proposal(kin, state.q, action, state.time, config.horizon,
-                                                 config.proposal_points)
-        proposal = Proposal(stamp=state.time, times=times, positions=positions)
+        proposal = action_space.proposal(kin, state.q, action, state.time, config.horizon, config.proposal_points)
         gripper = action_space.gripper_command(action)
         if on_step is not None:
             on_step(StepRecord(observation, action, gripper, proposal))

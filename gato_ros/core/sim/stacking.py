@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from gato_ros.core.observation import gripper_closure
+from gato_ros.core.observation import Observer
 from gato_ros.core.robots import load_profile, tool_yaw
 from gato_ros.core.sim.scene import ROBOT_CONTYPE, SimConfig, build_model
 from gato_ros.core.sim.task import BLOCK_COLORS, TaskStatus, cube_yaw, sample_block_xy, stack_reason
@@ -54,8 +54,10 @@ class StackingSim:
         self._arm_dof = np.array([m.joint(n).dofadr[0] for n in profile.joint_names])
         self._finger_qpos = np.array([m.joint(n).qposadr[0] for n in profile.gripper_joint_names])
         self._finger_dof = np.array([m.joint(n).dofadr[0] for n in profile.gripper_joint_names])
-        # Finger joints measure each finger's opening: the URDF's lower limit is closed, the upper open.
-        self._finger_closed, self._finger_open = m.jnt_range[[m.joint(n).id for n in profile.gripper_joint_names]].T
+        # Finger joints measure each finger's opening: the URDF's lower limit is closed, the upper open. The
+        # gripper reading is the Observer's, as on the robot.
+        self._observer = Observer(profile)
+        self._finger_closed, self._finger_open = self._observer.finger_closed, self._observer.finger_open
         self._servo = np.array([m.actuator(f'servo_{n}').id for n in profile.joint_names])
         self._servo_vel = np.array([m.actuator(f'servo_vel_{n}').id for n in profile.joint_names])
         self._grip = np.array([m.actuator(f'grip_{n}').id for n in profile.gripper_joint_names])
@@ -142,8 +144,7 @@ class StackingSim:
         rotation = d.xmat[self._tool].reshape(3, 3)
         q, qd = self.joint_positions()
         return SimState(
-            time=self.time, q=q, qd=qd, finger_q=finger,
-            gripper=float(gripper_closure(finger, self._finger_closed, self._finger_open)),
+            time=self.time, q=q, qd=qd, gripper=float(self._observer.gripper(finger)), finger_q=finger,
             tool_pos=d.xpos[self._tool].copy(), tool_yaw=tool_yaw(rotation),
             blocks={c: self.block_pose(c) for c in BLOCK_COLORS})
 

@@ -1,4 +1,4 @@
-"""Gato tokenization (DESIGN.md §3; docs/tokenization.md): text, image patches, continuous, discrete, '|'."""
+"""Gato tokenization (docs/design.md §3; docs/tokenization.md): text, image patches, continuous, discrete, '|'."""
 
 from .continuous import (CONTINUOUS_OFFSET, M, MU, NUM_BINS, SEPARATOR_ID, TEXT_VOCAB_SIZE, VOCAB_SIZE,
                          detokenize_continuous, mu_law_decode, mu_law_encode, tokenize_continuous,

@@ -1,6 +1,6 @@
 """Gato token ids for numbers: mu-law companded continuous values and discrete integers.
 
-Id layout of the one shared embedding table (DESIGN.md §3):
+Id layout of the one shared embedding table (docs/design.md §3):
   [0, 32000)       text (SentencePiece) and discrete values (which use [0, 1024))
   [32000, 33024)   continuous values: 1024 uniform bins on [-1, 1]
   33024            the '|' separator between a timestep's observation and its action

@@ -29,10 +29,9 @@ from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
 
-from gato_ros.core.observation import build_observation, gripper_closure
-from gato_ros.core.robots import CartesianActionSpace, Kinematics, load_profile, tool_yaw
-from gato_ros.core.robots.profile import finger_limits
-from gato_ros.core.safety import Proposal
+from gato_ros.core.observation import Observer
+from gato_ros.core.robots import CartesianActionSpace, load_profile
+from gato_ros.core.stats import LatencySummary
 from gato_ros.ros import conversions, markers, params
 from gato_ros.ros.params import PolicyNodeConfig
 
@@ -102,7 +101,8 @@ class PolicyNode(Node):
         super().__init__('policy_node', namespace='/gato', **node_kwargs)
         self.config = params.declare(self, PolicyNodeConfig)
         self.profile = load_profile(self.config.robot)
-        self.kinematics = Kinematics(self.profile)
+        self.observer = Observer(self.profile)
+        self.kinematics = self.observer.kinematics
         self.action_space = CartesianActionSpace()
         self.policy = policy if policy is not None else load_policy(self.config, self.profile)
         if getattr(self.policy, 'random_weights', False):
@@ -110,7 +110,6 @@ class PolicyNode(Node):
             self._weights = f'RANDOM ({self.config.preset})'
         else:  # a checkpoint, or a policy object handed in (the demo's scripted expert)
             self._weights = self.config.checkpoint or type(self.policy).__name__
-        self._finger_closed, self._finger_open = finger_limits(self.profile)
 
         self._images: dict[str, tuple[Image | CompressedImage, float]] = {}
         self._joint_state: tuple[JointState, float] | None = None
@@ -200,7 +199,7 @@ class PolicyNode(Node):
         frames = {camera: self._images[camera] for camera in self.config.cameras}
         try:
             q, _ = conversions.joint_state_to_arrays(js_msg, self.profile.joint_names)
-            gripper = self._gripper_state(js_msg)
+            finger_q = self._finger_positions(js_msg)
             images = {}
             for camera, (msg, _) in frames.items():
                 try:
@@ -209,8 +208,9 @@ class PolicyNode(Node):
                     raise ValueError(f'camera {camera}: {exc}') from None
         except ValueError as exc:
             return self._skip(PolicyNodeStatus.INVALID_INPUT, str(exc))
-        position, rotation = self.kinematics.tool_pose(q)
-        observation = build_observation(images, q, gripper, position, tool_yaw(rotation))
+        # Without finger joints on /joint_states the gripper reading is the last command.
+        observation = self.observer.observe(images, q, finger_q,
+                                            gripper=self._gripper_command if finger_q is None else None)
         result = self.policy.act(observation)
         self.latency_pub.publish(Float64(data=result.latency_s * 1e3))
         self.latencies.append(result.latency_s)
@@ -221,18 +221,17 @@ class PolicyNode(Node):
         if result.action is None:
             return self._skip(PolicyNodeStatus.POLICY_ERROR, f'{result.status.name}: {result.reason}')
         t_q = _stamp(js_msg, js_received)
-        times, positions = self.action_space.proposal(self.kinematics, q, result.action, now=t_q,
-                                                      horizon=self.config.horizon, n_points=self.config.n_points)
         observed = min([t_q] + [_stamp(*entry) for entry in frames.values()])
-        proposal = Proposal(stamp=observed, times=times, positions=positions)
+        proposal = self.action_space.proposal(self.kinematics, q, result.action, now=t_q, horizon=self.config.horizon,
+                                              n_points=self.config.n_points, stamp=observed)
         with self._publish_lock:
             problem = self._input_problem(self._now())
             if self._closed or problem is not None:  # an input went stale while the policy ran
                 return None if self._closed else self._hold(*problem)
             self._gripper_command = self.action_space.gripper_command(result.action)
             self.proposal_pub.publish(conversions.proposal_to_trajectory(proposal, self.profile.joint_names))
-            self.tool_path_pub.publish(markers.tool_path([self.kinematics.tool_position(q) for q in positions],
-                                                         self.frame))
+            self.tool_path_pub.publish(markers.tool_path([self.kinematics.tool_position(q)
+                                                          for q in proposal.positions], self.frame))
             self.gripper_pub.publish(Float64(data=self._gripper_command))
             self._holding = False
             self._report(PolicyNodeStatus.OK, f'step {result.latency_s * 1e3:.1f} ms')
@@ -240,12 +239,12 @@ class PolicyNode(Node):
     def _publish_diagnostics(self):
         """/diagnostics like the safety controller's: the last step's status, the weights and the step latency."""
         status, reason = self._status or (PolicyNodeStatus.WAITING_FOR_INPUT, 'no step yet')
-        latencies = np.array(list(self.latencies)[-100:]) * 1e3  # the last 10 s at 10 Hz
+        latency = LatencySummary.from_seconds(list(self.latencies)[-100:])  # the last 10 s at 10 Hz
         values = {'status': status.name, 'reason': reason, 'robot': self.profile.name,
                   'weights': self._weights, 'device': self.config.device,
                   'rate_hz': f'{self.config.rate:g}', 'deadline_ms': f'{self.config.deadline * 1e3:.0f}',
-                  'step_latency_p50_ms': f'{np.percentile(latencies, 50):.1f}' if latencies.size else '',
-                  'step_latency_max_ms': f'{latencies.max():.1f}' if latencies.size else ''}
+                  'step_latency_p50_ms': f'{latency.p50_ms:.1f}' if latency.count else '',
+                  'step_latency_max_ms': f'{latency.max_ms:.1f}' if latency.count else ''}
         array = conversions.diagnostic_array(f'gato_ros: {self.get_fully_qualified_name()}', status.level,
                                              f'{status.name}: {reason}', self.profile.name, values,
                                              self.get_clock().now().to_msg())
@@ -253,14 +252,12 @@ class PolicyNode(Node):
             if not self._closed:
                 self.diagnostics_pub.publish(array)
 
-    def _gripper_state(self, msg: JointState) -> float:
-        """Measured closing 0 (open) .. 1 (closed) from the finger joints, as the simulator reports it;
-        the last command when /joint_states carries no finger joints."""
+    def _finger_positions(self, msg: JointState) -> np.ndarray | None:
+        """The finger joints' positions (profile order), None when /joint_states carries none of them."""
         index = {name: i for i, name in enumerate(msg.name)}
         if not all(name in index for name in self.profile.gripper_joint_names):
-            return self._gripper_command
-        finger = np.array([msg.position[index[name]] for name in self.profile.gripper_joint_names])
-        return float(gripper_closure(finger, self._finger_closed, self._finger_open))
+            return None
+        return np.array([msg.position[index[name]] for name in self.profile.gripper_joint_names])
 
     def _skip(self, status: PolicyNodeStatus, reason: str):
         with self._publish_lock:
@@ -290,7 +287,7 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    from gato_ros.ros.bringup import run_node_main
+    from gato_ros.ros.runtime import run_node_main
 
     return run_node_main(PolicyNode, args)
 

@@ -418,7 +418,7 @@ def conversions_name(info) -> str:
 
 
 def main(args=None) -> int:
-    from gato_ros.ros.bringup import run_node_main
+    from gato_ros.ros.runtime import run_node_main
 
     return run_node_main(SafetyControllerNode, args)
 

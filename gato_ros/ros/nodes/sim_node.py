@@ -24,8 +24,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -37,7 +35,7 @@ from trajectory_msgs.msg import JointTrajectory
 from gato_ros.core.safety import Proposal
 from gato_ros.core.sim import SimConfig, SimState, StackingSim
 from gato_ros.ros import conversions, params
-from gato_ros.ros.params import ParamError, SimNodeConfig
+from gato_ros.ros.params import SimNodeConfig
 
 MAX_CATCH_UP = 0.1  # s of sim time one tick may advance after a stall; the rest is dropped, not replayed
 COMMAND_QOS = 1     # reliable, depth 1: only the newest command matters
@@ -66,7 +64,7 @@ class SimNode(Node):
         self.joint_pub = self.create_publisher(JointState, cfg.joint_states_topic, SENSOR_QOS)
         self.clock_pub = self.create_publisher(Clock, '/clock', 10)
         self.status_pub = self.create_publisher(String, cfg.task_status_topic, 10)
-        self.image_pubs = {name: self.create_publisher(Image, f'/camera/{name}/image_raw', SENSOR_QOS)
+        self.image_pubs = {name: self.create_publisher(Image, params.camera_topic(name), SENSOR_QOS)
                            for name in cfg.cameras}
         self.info_pubs = {name: self.create_publisher(CameraInfo, f'/camera/{name}/camera_info', SENSOR_QOS)
                           for name in cfg.cameras}
@@ -111,7 +109,7 @@ class SimNode(Node):
 
     def privileged_state(self) -> SimState:
         """The full simulator state (block poses included) between two ticks, safe from another thread: for the
-        scripted expert of an in-process demo (gato_ros/ros/demo.py), never for a learned policy."""
+        scripted expert of an in-process demo (gato_ros/ros/demo/expert.py), never for a learned policy."""
         with self._sim_lock:
             return self.sim.state()
 
@@ -217,21 +215,9 @@ def _values(data, length: int) -> np.ndarray:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except (ParamError, ValueError) as error:
-        print(f'sim_node: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    from gato_ros.ros.runtime import run_node_main
+
+    return run_node_main(SimNode, args, threads=1)  # one thread: the EGL renderer is bound to it
 
 
 if __name__ == '__main__':

@@ -1,0 +1,46 @@
+"""What `gato-ros demo` runs (DemoOptions) and what one episode measured (EpisodeReport)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    robot: str = 'ur5e'                 # 'ur5e' | 'sawyer'
+    episodes: int = 3                   # >= 1
+    checkpoint: Path | None = None      # None: the committed checkpoint if there is one, else the scripted expert
+    seed: int = 0                       # seed of the first episode; episode i uses seed + i
+    out: Path = Path('runs/demo')       # demo.mp4 and demo_success.png go here
+    max_time: float = 30.0              # episode limit (sim seconds), > 0
+    video_fps: float = 10.0             # frames per sim second in the video, 1..30
+    upscale: int = 4                    # nearest-neighbour magnification of the 64 px camera images, 1..16
+
+    def __post_init__(self):
+        checks = {'robot': (self.robot in ('ur5e', 'sawyer'), "'ur5e' or 'sawyer'"),
+                  'episodes': (self.episodes >= 1, '>= 1'), 'seed': (0 <= self.seed < 2**31 - 1000, '0..2^31-1000'),
+                  'max_time': (self.max_time > 0, '> 0 s'), 'video_fps': (1 <= self.video_fps <= 30, '1..30'),
+                  'upscale': (1 <= self.upscale <= 16, '1..16')}
+        for name, (ok, allowed) in checks.items():
+            if not ok:
+                raise ValueError(f'DemoOptions.{name}={getattr(self, name)!r} is invalid; allowed: {allowed}')
+
+
+@dataclass
+class EpisodeReport:
+    seed: int
+    success: bool
+    reason: str                     # task status reason at the end ('' when stacked)
+    sim_time: float                 # s, sim time at the end of the episode
+    wall_time: float                # s
+    commands: int                   # commands the sim received on the command topic
+    commands_outside_limits: int    # of those, outside the profile's joint position limits
+    start_offset: float             # rad, max |first received command - ready pose|: ~0 = started from the reset
+    #                                 pose (the depth-1 command publisher may drop the very first few)
+    proposal_times: list = field(default_factory=list)   # monotonic receive times of non-empty proposals
+    holds: int = 0                  # empty "hold" proposals (policy skipped a step)
+    latencies: list = field(default_factory=list)        # policy step latencies (s)
+    command_intervals: np.ndarray = field(default_factory=lambda: np.zeros(0))  # safety publish intervals (s)
