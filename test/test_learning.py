@@ -27,7 +27,8 @@ def with_blocks(episode, seed=0):
     rng = np.random.default_rng(seed)
     T = len(episode)
     blocks = np.zeros((T, len(BLOCK_ORDER), 7))
-    blocks[..., :2] = rng.uniform([0.4, -0.2], [0.65, 0.2], (1, len(BLOCK_ORDER), 2)) + np.linspace(0, 0.05, T)[:, None, None]
+    drift = np.linspace(0, 0.05, T)[:, None, None]
+    blocks[..., :2] = rng.uniform([0.4, -0.2], [0.65, 0.2], (1, len(BLOCK_ORDER), 2)) + drift
     blocks[..., 2] = 0.025
     yaw = rng.uniform(-0.7, 0.7, len(BLOCK_ORDER))
     blocks[..., 3], blocks[..., 6] = np.cos(yaw / 2), np.sin(yaw / 2)
@@ -56,7 +57,8 @@ def test_action_head_loss_is_cross_entropy_over_the_bins_only():
     logits, _ = model(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
                       batch['patch_cols'], rows=slice(CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_BINS))
     targets = batch['loss_mask'][:, 1:] & (batch['tokens'][:, 1:] >= 0)
-    expected = torch.nn.functional.cross_entropy(logits[:, :-1][targets], batch['tokens'][:, 1:][targets] - CONTINUOUS_OFFSET)
+    bins = batch['tokens'][:, 1:][targets] - CONTINUOUS_OFFSET
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1][targets], bins)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert loss.item() < 7.0 < BehaviourCloningLoss(model, action_head=False)(**batch).item()   # ln 1024 vs ln 33025
     with pytest.raises(ValueError, match='label_sigma needs action_head'):
@@ -115,7 +117,8 @@ def test_policy_spec_validates_and_names_contradictions():
         PolicySpec(image_size=50)
     with pytest.raises(PolicySpecError, match=r"unknown field\(s\) \['rate'\]"):
         PolicySpec.from_dict({**spec.to_dict(), 'rate': 5})
-    with pytest.raises(PolicySpecError, match='parameter rate: control_hz is 20.0 but the checkpoint was trained with control_hz 10.0'):
+    with pytest.raises(PolicySpecError,
+                       match='parameter rate: control_hz is 20.0 but the checkpoint was trained with control_hz 10.0'):
         spec.check_setting('control_hz', 20.0, 'policy_node, parameter rate')
     spec.check_setting('cameras', ['front_left', 'front_right'], 'x')
     legacy = PolicySpec.from_checkpoint_config({'data': {'cameras': ['a'], 'image_size': 32, 'control_hz': 5.0,

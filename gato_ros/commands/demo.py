@@ -3,6 +3,7 @@
   gato-ros demo                                   # UR5e, 3 episodes, runs/demo/demo.mp4
   gato-ros demo --robot sawyer --episodes 1 --json
   gato-ros demo --checkpoint PATH                 # a trained Gato checkpoint drives the arm
+  gato-ros demo --expert                          # the scripted expert drives (same topics)
 
 Without --checkpoint it uses the committed checkpoint (checkpoints/gato-stack) if there is one, else the scripted
 expert (and says so). Prints one line per episode and a summary (--json: one JSON object as the last line);
@@ -20,7 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--robot', choices=('ur5e', 'sawyer'), default='ur5e', help='default ur5e')
     parser.add_argument('--episodes', type=int, default=3, help='number of episodes (default 3)')
     parser.add_argument('--checkpoint', type=Path, help='checkpoint directory (default: the committed one, if any)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the first episode (default 0)')
+    parser.add_argument('--expert', action='store_true',
+                        help='the scripted expert drives instead of the checkpoint (the explicit fallback)')
+    parser.add_argument('--seed', type=int, default=1_000_000,
+                        help='seed of the first episode (default 1000000: held out from training, like eval)')
     parser.add_argument('--out', type=Path, default=Path('runs/demo'), help='output directory (default runs/demo)')
     parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
     parser.add_argument('--json', action='store_true', help='print the summary as one JSON object, last line')
@@ -43,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from gato_ros.ros.demo import DemoOptions, Interrupted, run_demo
 
     try:
-        options = DemoOptions(robot=args.robot, episodes=args.episodes, checkpoint=args.checkpoint, seed=args.seed,
-                              out=args.out, max_time=args.max_time)
+        options = DemoOptions(robot=args.robot, episodes=args.episodes, checkpoint=args.checkpoint,
+                              expert=args.expert, seed=args.seed, out=args.out, max_time=args.max_time)
     except ValueError as exc:
         print(f'gato-ros demo: {exc}', file=sys.stderr)
         return 2

@@ -34,17 +34,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'checkpoints/gato-stack) with its model card')
     parser.add_argument('--robot', default='ur5e', type=arguments.robot, help='robot profile (default ur5e)')
     parser.add_argument('--episodes', type=arguments.positive_int, default=1000, help='demonstrations (default 1000)')
-    parser.add_argument('--steps', type=arguments.positive_int, default=4000,
-                        help='training steps of the first model (default 4000)')
+    parser.add_argument('--steps', type=arguments.positive_int, default=3000,
+                        help='training steps of the first model (default 3000)')
     parser.add_argument('--batch-size', type=arguments.positive_int, default=32, help='sequences per step (default 32)')
     parser.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (default 1e-3)')
     parser.add_argument('--dagger-rounds', type=int, default=1, help='DAgger rounds (default 1)')
-    parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=100,
-                        help='rollouts per DAgger round (default 100)')
-    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500,
-                        help='retraining steps per round (default 1500)')
+    parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=80,
+                        help='rollouts per DAgger round (default 80)')
+    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=3000,
+                        help='retraining steps per round (default 3000)')
+    parser.add_argument('--heldout-episodes', type=arguments.positive_int, default=20,
+                        help='held-out demonstrations for the diagnosis (default 20)')
     parser.add_argument('--eval-episodes', type=arguments.positive_int, default=100,
                         help='closed-loop evaluation episodes (default 100)')
+    parser.add_argument('--max-time', type=float, default=30.0,
+                        help='evaluation episode limit, sim seconds (DAgger rollouts: at most 20; default 30)')
     parser.add_argument('--threads', type=arguments.positive_int, default=2,
                         help='torch threads for training (default 2)')
 
@@ -101,8 +105,9 @@ def merged_eval(outputs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dagger_rounds < 0:
-        raise SystemExit(f'--dagger-rounds must be >= 0, got {args.dagger_rounds}')
+    if args.dagger_rounds < 0 or not args.max_time > 0:
+        raise SystemExit(f'--dagger-rounds must be >= 0 and --max-time > 0, got {args.dagger_rounds} and '
+                         f'{args.max_time}')
     out = args.out
     data = out / 'data'
     out.mkdir(parents=True, exist_ok=True)
@@ -110,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
     robot = ['--robot', args.robot]
     half = args.episodes // 2
     stages.run('record', [['record', *robot, '--episodes', str(n), '--seed', str(seed), '--out', str(data / 'demos'),
-                           '--json'] for n, seed in ((half, 0), (args.episodes - half, half))])
-    stages.run('heldout', [['record', *robot, '--episodes', '20', '--seed', str(HELDOUT_SEED),
-                            '--out', str(data / 'heldout'), '--json']])
+                           '--json'] for n, seed in ((half, 0), (args.episodes - half, half)) if n])
+    stages.run('heldout', [['record', *robot, '--episodes', str(args.heldout_episodes), '--seed',
+                            str(HELDOUT_SEED), '--out', str(data / 'heldout'), '--json']])
     threads = ['--threads', str(args.threads)]
     stages.run('train', [['train', '--data', str(data / 'demos'), '--out', str(out / 'train'), '--steps',
                           str(args.steps), '--warmup', '200', *train_options(args, args.lr), *threads, '--resume']])
@@ -122,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
         n = args.dagger_episodes
         seeds = (3_000_000 + 10_000 * k, 3_000_000 + 10_000 * k + n // 2)
         stages.run(f'dagger-{k}', [['dagger', *robot, '--checkpoint', str(checkpoint), '--episodes', str(m),
-                                    '--seed', str(s), '--out', str(rollout_dir), '--json']
-                                   for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1]))])
+                                    '--seed', str(s), '--out', str(rollout_dir), '--max-time',
+                                    str(min(args.max_time, 20.0)), '--json']
+                                   for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1])) if m])
         dirs.append(str(rollout_dir))
         stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
                                      str(checkpoint), '--steps', str(args.dagger_steps),
@@ -131,10 +137,11 @@ def run(args: argparse.Namespace) -> int:
                                      *threads, '--warmup', '100', '--resume']])
         checkpoint = out / f'train-{k}'
     stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),
-                             '--episodes', '20', '--json']])
+                             '--episodes', str(args.heldout_episodes), '--json']])
     half_eval = args.eval_episodes // 2
     outputs = stages.run('eval', [['eval', *robot, '--checkpoint', str(checkpoint), '--episodes', str(n),
-                                   '--seed', str(seed), '--out', str(out / f'eval-{i}'), '--json']
+                                   '--seed', str(seed), '--out', str(out / f'eval-{i}'), '--max-time',
+                                   str(args.max_time), '--json']
                                   for i, (n, seed) in enumerate(((half_eval, EVAL_SEED),
                                                                  (args.eval_episodes - half_eval,
                                                                   EVAL_SEED + half_eval))) if n])

@@ -20,15 +20,16 @@ def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
     config = json.loads((Path(checkpoint) / 'config.json').read_text())
     stages = record['stages']
     diagnosis = json.loads(stages['diagnose']['stdout'][0]) if 'diagnose' in stages else None
-    front = {'library_name': 'gato_ros', 'license': 'apache-2.0',
-             'tags': ['robotics', 'gato', 'behavior-cloning', 'ros2', 'mujoco', config.get('preset', 'gato')],
+    robot = next(iter(config['policy']['robots']))
+    name = {'ur5e': 'UR5e', 'sawyer': 'Sawyer'}.get(robot, robot)
+    front = {'license': 'apache-2.0', 'library_name': 'gato_ros', 'pipeline_tag': 'robotics',
+             'tags': ['gato', 'behaviour-cloning', 'dagger', 'ros2', 'mujoco', robot, 'block-stacking'],
              'model-index': [{'name': Path(checkpoint).name, 'results': [{
-                 'task': {'type': 'robotics', 'name': 'block stacking (red on blue), simulated ' +
-                          ', '.join(config['policy']['robots'])},
+                 'task': {'type': 'robotics', 'name': f"block stacking, red on blue (gato-ros eval, {name}, "
+                          f"{evaluation['episodes']} held-out seeds)"},
+                 'dataset': {'type': 'simulation', 'name': 'gato_ros MuJoCo stacking, seeds from 1000000'},
                  'metrics': [{'type': 'success_rate', 'value': round(evaluation['success_rate'], 4),
-                              'name': f"success over {evaluation['episodes']} held-out episodes"},
-                             {'type': 'halt_episode_fraction', 'value': round(evaluation['halt_episode_fraction'], 4)},
-                             {'type': 'latency_ms_p99', 'value': evaluation['latency_ms_p99']}]}]}]}
+                              'name': 'success rate'}]}]}]}
     data = config['data']
     parts = ['---', yaml.safe_dump(front, sort_keys=False).strip(), '---', '',
              f"# {Path(checkpoint).name} — model card", '',
@@ -49,6 +50,12 @@ def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
                   _table(['predictor', *diagnosis['mae']['predict_zero'].keys()],
                          [[name, *row.values()] for name, row in diagnosis['mae'].items()]), '']
     parts += ['## Closed-loop evaluation (`gato-ros eval`, sim + GatoPolicy + SafetyFilter)', '',
+              _table(['run', 'episodes', 'success', 'episodes with a hold', 'latency p50 / p99 (ms)',
+                      'deadline misses'],
+                     [[f'`--robot {robot}` (red on blue)', evaluation['episodes'],
+                       f"**{round(evaluation['success_rate'], 4)}**", round(evaluation['halt_episode_fraction'], 4),
+                       f"{evaluation['latency_ms_p50']} / {evaluation['latency_ms_p99']}",
+                       round(evaluation['deadline_miss_rate'], 4)]]), '',
               '```json', json.dumps({k: v for k, v in evaluation.items() if k != 'parts'}, indent=2), '```', '']
     path = Path(checkpoint) / 'MODEL_CARD.md'
     path.write_text('\n'.join(parts))

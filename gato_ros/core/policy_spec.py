@@ -89,7 +89,8 @@ class PolicySpec:
         context = int(dataset.get('context', config.get('model', {}).get('context', 1024)))
         return cls(cameras=tuple(data.get('cameras', cls.cameras)), image_size=int(data.get('image_size', 64)),
                    control_hz=float(data.get('control_hz', 10.0)), context=context,
-                   prompt_fraction=float(dataset.get('prompt_fraction', 0.0)) if dataset.get('prompt_prob') else 0.0,
+                   # Before the spec, training prompted unless prompt_prob was set to 0.
+                   prompt_fraction=float(dataset.get('prompt_fraction', 0.0)) if dataset.get('prompt_prob', 1) else 0.0,
                    robots={k: v for k, v in robots.items() if v}, prompt_task=prompt_task)
 
     def check_setting(self, name: str, value, source: str) -> None:

@@ -13,14 +13,16 @@ class DemoOptions:
     robot: str = 'ur5e'                 # 'ur5e' | 'sawyer'
     episodes: int = 3                   # >= 1
     checkpoint: Path | None = None      # None: the committed checkpoint if there is one, else the scripted expert
-    seed: int = 0                       # seed of the first episode; episode i uses seed + i
+    expert: bool = False                # the scripted expert drives instead of any checkpoint (explicit fallback)
+    seed: int = 1_000_000               # seed of the first episode (held out from training); episode i uses seed + i
     out: Path = Path('runs/demo')       # demo.mp4 and demo_success.png go here
     max_time: float = 30.0              # episode limit (sim seconds), > 0
     video_fps: float = 10.0             # frames per sim second in the video, 1..30
     upscale: int = 4                    # nearest-neighbour magnification of the 64 px camera images, 1..16
 
     def __post_init__(self):
-        checks = {'robot': (self.robot in ('ur5e', 'sawyer'), "'ur5e' or 'sawyer'"),
+        checks = {'expert': (not (self.expert and self.checkpoint), 'False when a checkpoint is given'),
+                  'robot': (self.robot in ('ur5e', 'sawyer'), "'ur5e' or 'sawyer'"),
                   'episodes': (self.episodes >= 1, '>= 1'), 'seed': (0 <= self.seed < 2**31 - 1000, '0..2^31-1000'),
                   'max_time': (self.max_time > 0, '> 0 s'), 'video_fps': (1 <= self.video_fps <= 30, '1..30'),
                   'upscale': (1 <= self.upscale <= 16, '1..16')}

@@ -33,11 +33,10 @@ from gato_ros.ros.demo.options import DemoOptions, EpisodeReport
 from gato_ros.ros.demo.recorder import Recorder, RecorderTopics
 from gato_ros.ros.params import SafetyNodeConfig
 
-EXPERT_NOTICE = ('No checkpoint that stacks is committed yet (checkpoints/gato-stack-tiny, trained here on CPU, '
-                 'stacked 0/10 in gato-ros eval: see its MODEL_CARD.md): the scripted expert drives the arm through '
-                 'the same ROS topics (policy_node -> ~/proposal -> safety_controller_node -> '
-                 '/forward_position_controller/commands -> sim). The learned policy: '
-                 'gato-ros demo --checkpoint checkpoints/gato-stack-tiny')
+EXPERT_NOTICE = ('The scripted expert drives the arm (it reads the simulator\'s block poses), through the same ROS '
+                 'topics a checkpoint would use: policy_node -> ~/proposal -> safety_controller_node -> '
+                 '/forward_position_controller/commands -> sim. Without --expert, the committed checkpoint '
+                 '(checkpoints/gato-stack) drives.')
 DEFAULT_CHECKPOINT = ('checkpoints', 'gato-stack')
 SETTLE_TIME = 0.3    # s (wall) sim_node keeps running after an episode so no late command survives the reset
 RESET_TIMEOUT = 10.0  # s (wall) to see the next seed on the task status
@@ -69,7 +68,7 @@ class Demo:
     def __init__(self, options: DemoOptions, log=print):
         self.options, self.log = options, log
         self.stop: threading.Event | None = None  # while run() runs: set by SIGINT/SIGTERM
-        self.checkpoint = options.checkpoint or default_checkpoint()
+        self.checkpoint = None if options.expert else options.checkpoint or default_checkpoint()
         self.mode = 'checkpoint' if self.checkpoint else 'expert'
 
     def run(self) -> dict:
