@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from gato_ros.core.fields import from_known_fields
+
 GROUPS = 32  # GroupNorm groups in the patch ResNet block (Gato)
 
 
@@ -68,11 +70,7 @@ class GatoConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> 'GatoConfig':
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f'GatoConfig: unknown field(s) {unknown}; known: {sorted(known)}')
-        return cls(**d)
+        return from_known_fields(cls, d)
 
 
 # The three paper sizes exactly as docs/design.md §3 (Gato Table 6); 'small' and 'tiny' are ours, for CPU.

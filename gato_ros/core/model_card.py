@@ -35,7 +35,7 @@ def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
              f"# {Path(checkpoint).name} — model card", '',
              f"A Gato-style policy (`{config.get('preset')}` preset, {config['stats']['timesteps']} training timesteps "
              f"from {data['episodes']} episodes, {data.get('policy_driven_episodes', 0)} of them DAgger rollouts) "
-             'trained by `gato-ros recipe` on the 2-core development CPU. It reads two 64×64 cameras and '
+             'trained by the stages below on the 2-core development CPU. It reads two 64×64 cameras and '
              'proprioception, one timestep at a time, and outputs the 5-D Cartesian action '
              f"{config['policy']['action_layout']} ({config['policy']['decoding']} decoding of the 1024 bins).", '',
              f"Git revision: `{config.get('git_revision')}`; torch {config.get('torch')}.", '',

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+
+from .fields import from_known_fields
 
 from .robots import ACTION_DIM
 from .tokenizer import PATCH_SIZE
@@ -68,11 +70,7 @@ class PolicySpec:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> 'PolicySpec':
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PolicySpecError(f'PolicySpec: unknown field(s) {unknown}; known: {sorted(known)}')
-        return cls(**d)
+        return from_known_fields(cls, d, PolicySpecError)
 
     @classmethod
     def from_checkpoint_config(cls, config: Mapping) -> 'PolicySpec':

@@ -33,10 +33,11 @@ from gato_ros.ros.demo.options import DemoOptions, EpisodeReport
 from gato_ros.ros.demo.recorder import Recorder, RecorderTopics
 from gato_ros.ros.params import SafetyNodeConfig
 
-EXPERT_NOTICE = ('The scripted expert drives the arm (it reads the simulator\'s block poses), through the same ROS '
-                 'topics a checkpoint would use: policy_node -> ~/proposal -> safety_controller_node -> '
-                 '/forward_position_controller/commands -> sim. Without --expert, the committed checkpoint '
-                 '(checkpoints/gato-stack) drives.')
+EXPERT_NOTICE = ('No checkpoint that stacks is committed yet (checkpoints/gato-stack-tiny, trained here on CPU, '
+                 'stacked 0/100 in gato-ros eval: see its MODEL_CARD.md), so the scripted expert drives the arm '
+                 'through the same ROS topics (policy_node -> ~/proposal -> safety_controller_node -> '
+                 '/forward_position_controller/commands -> sim). The learned policy: '
+                 'gato-ros demo --checkpoint checkpoints/gato-stack-tiny')
 DEFAULT_CHECKPOINT = ('checkpoints', 'gato-stack')
 SETTLE_TIME = 0.3    # s (wall) sim_node keeps running after an episode so no late command survives the reset
 RESET_TIMEOUT = 10.0  # s (wall) to see the next seed on the task status
