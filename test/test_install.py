@@ -63,7 +63,7 @@ def test_policy_node_runs_from_an_install_prefix(tmp_path):
     checkpoint = share / 'checkpoints' / 'gato-stack-tiny'
     log = tmp_path / 'policy_node.log'
     node_proc = subprocess.Popen([str(prefix / 'lib' / 'gato_ros' / 'policy_node'), '--ros-args',
-                                  '-p', f'checkpoint:={checkpoint}', '-p', 'robot:=sawyer'],
+                                  '-p', f'checkpoint:={checkpoint}', '-p', 'robot:=ur5e'],
                                  cwd=tmp_path, env=env, stdout=log.open('w'), stderr=subprocess.STDOUT)
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -86,4 +86,4 @@ def test_policy_node_runs_from_an_install_prefix(tmp_path):
         node.destroy_node()
         rclpy.shutdown(context=context)
     assert code == 0, log.read_text()
-    assert 'sawyer: 10 Hz' in log.read_text()
+    assert 'ur5e: 10 Hz' in log.read_text()
