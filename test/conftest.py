@@ -11,3 +11,25 @@ os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
 # One torch thread per process: tests run beside ROS and MuJoCo processes on 2 cores, where two threads
 # oversubscribe and make a tiny model's step 20x slower (measured, docs/model.md).
 os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+
+import pytest  # noqa: E402  (after the environment above: rclpy reads it on import)
+
+
+@pytest.fixture
+def context():
+    """A private rclpy context for one test (nodes, publishers), shut down afterwards."""
+    import rclpy
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+@pytest.fixture
+def ros(context):
+    """A private rclpy context and a single-threaded executor on it."""
+    from rclpy.executors import SingleThreadedExecutor
+    executor = SingleThreadedExecutor(context=context)
+    yield context, executor
+    executor.shutdown()

@@ -14,14 +14,6 @@ from gato_ros.ros.params import ParamError, PolicyNodeConfig, SafetyNodeConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def make_node(context, name, overrides=(), params_file=None):
     args = ['--ros-args', '--params-file', str(params_file)] if params_file else None
     return rclpy.create_node(name, namespace='/gato', context=context, cli_args=args,

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import Marker, MarkerArray
@@ -19,16 +18,6 @@ from gato_ros.ros import markers
 from gato_ros.ros.nodes.policy_node import LATCHED_QOS, PolicyNode, PolicyNodeStatus
 
 CAMERAS = {'front_left': '/camera/front_left/image_raw', 'front_right': '/camera/front_right/image_raw'}
-
-
-@pytest.fixture
-def ros():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    yield context, executor
-    executor.shutdown()
-    rclpy.shutdown(context=context)
 
 
 def spin(executor, condition, timeout):

@@ -5,7 +5,6 @@ message type, by policy_node or sim_node running here over real rclpy (or is rob
 from pathlib import Path
 
 import pytest
-import rclpy
 import yaml
 from rclpy.parameter import Parameter
 
@@ -18,14 +17,6 @@ CONFIG = Path(__file__).resolve().parents[1] / 'rviz' / 'gato_ros.rviz'
 DISPLAY_TYPES = {'rviz_default_plugins/MarkerArray': 'visualization_msgs/msg/MarkerArray',
                  'rviz_default_plugins/Marker': 'visualization_msgs/msg/Marker',
                  'rviz_default_plugins/Image': 'sensor_msgs/msg/Image'}
-
-
-@pytest.fixture
-def context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def test_rviz_displays_match_the_published_topics(context):

@@ -7,20 +7,19 @@ executor spin in a background thread; tests flip its switches (camera_on, encodi
 
 from __future__ import annotations
 
-import threading
 import time
 
 import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from gato_ros.core.robots import load_profile
+from ros_helpers.spinner import BackgroundSpinner
 
 CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
 COMMAND_TOPICS = {'forward_position': '/forward_position_controller/commands',
@@ -71,15 +70,7 @@ class FakeArm:
                                  lambda m: self.diagnostics.append((time.monotonic(), m)), 100)
         node.create_timer(1.0 / camera_rate, self._publish_cameras)
         node.create_timer(1.0 / joint_rate, self._publish_joint_state)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        self._executor.add_node(node)
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        while self._running:
-            self._executor.spin_once(timeout_sec=0.05)
+        self._spinner = BackgroundSpinner(self.context, [node])
 
     @staticmethod
     def _recorder(records):
@@ -169,9 +160,7 @@ class FakeArm:
         return [text for stamp, text in list(self.status[key]) if stamp >= t]
 
     def close(self):
-        self._running = False
-        self._thread.join(timeout=5.0)
-        self._executor.shutdown(timeout_sec=1.0)
+        self._spinner.stop()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 

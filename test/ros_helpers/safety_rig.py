@@ -19,7 +19,6 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
@@ -27,6 +26,7 @@ from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from gato_ros.core.robots import load_profile
+from ros_helpers.spinner import BackgroundSpinner
 from gato_ros.ros import conversions
 
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
@@ -73,16 +73,7 @@ class SafetyRig:
         if sim_time:
             self.driver.create_timer(0.004, self._publish_clock)
         self.policy.create_timer(0.05, self._publish_proposal)
-        self._executor = SingleThreadedExecutor(context=self.context)
-        for node in self.nodes:
-            self._executor.add_node(node)
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        while self._running:
-            self._executor.spin_once(timeout_sec=0.05)
+        self._spinner = BackgroundSpinner(self.context, self.nodes)
 
     # -- time ----------------------------------------------------------------------------------------------------
 
@@ -161,7 +152,7 @@ class SafetyRig:
             sent[0] += 1
         node.create_timer(1.0 / rate, send)
         self.nodes.append(node)
-        self._executor.add_node(node)
+        self._spinner.add_node(node)
         return sent
 
     def spoof_commands(self):
@@ -169,7 +160,7 @@ class SafetyRig:
         pub = node.create_publisher(Float64MultiArray, TOPICS[self.interface], 1)
         node.create_timer(0.1, lambda: None)
         self.nodes.append(node)
-        self._executor.add_node(node)
+        self._spinner.add_node(node)
         return pub
 
     # -- records -------------------------------------------------------------------------------------------------
@@ -187,9 +178,7 @@ class SafetyRig:
         return self.statuses[-1][1] if self.statuses else ''
 
     def close(self):
-        self._running = False
-        self._thread.join(timeout=5.0)
-        self._executor.shutdown(timeout_sec=1.0)
+        self._spinner.stop()
         for node in self.nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=self.context)
