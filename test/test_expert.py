@@ -7,9 +7,9 @@ import pytest
 
 from gato_ros.cli import main as cli_main
 from gato_ros.core.robots import ACTION_DIM, Kinematics
-from gato_ros.core.sim import SimConfig, StackingSim
-from gato_ros.core.sim.expert import Phase, ScriptedExpert
-from gato_ros.core.sim.runner import RunnerConfig, make_safety_filter, run_episode
+from gato_ros.core.sim import BlockPose, SimConfig, SimState, StackingSim
+from gato_ros.core.sim.expert import ExpertConfig, Phase, ScriptedExpert
+from gato_ros.core.sim.runner import RunnerConfig, SimObservation, make_safety_filter, run_episode
 
 
 def run(robot, seeds, task=('red', 'blue'), on_step=None):
@@ -33,6 +33,41 @@ def test_expert_stacks_through_the_safety_filter(robot):
     assert actions.shape == (result.steps, ACTION_DIM) and np.abs(actions).max() <= 1.0
     assert {r.gripper_command for r in records} == {0.0, 1.0}
     assert records[0].observation.images is None  # rendering is off unless asked for
+
+
+def test_expert_is_a_function_of_the_state_alone():
+    """A fresh expert, with no history, takes at every visited state the action the driving expert took: it can
+    label any state a learner drives into, and a one-timestep policy can imitate it."""
+    records = []
+    [result], _ = run('ur5e', [11], on_step=records.append)
+    assert result.success
+    fresh = [ScriptedExpert(('red', 'blue')).act(r.observation) for r in records]
+    np.testing.assert_array_equal(np.array(fresh), np.array([r.action for r in records]))
+
+
+def _state(tool, gripper, a, b, tool_yaw=0.0):
+    blocks = {name: BlockPose(np.array(p, float), np.array([1.0, 0, 0, 0])) for name, p in
+              (('red', a), ('blue', b), ('green', (0.4, 0.3, 0.025)))}
+    return SimState(time=3.0, q=np.zeros(6), qd=np.zeros(6), gripper=gripper, finger_q=np.zeros(2),
+                    tool_pos=np.array(tool, float), tool_yaw=tool_yaw, blocks=blocks)
+
+
+@pytest.mark.parametrize('tool, gripper, red, phase, motion', [
+    # Holding red at the carry height, blue 20 cm away in +y: carry it over blue, fingers closed.
+    ((0.5, 0.0, 0.205), 0.42, (0.5, 0.0, 0.18), Phase.MOVE, (0, 1, 0)),
+    # Holding red just off the table: lift it straight up first.
+    ((0.5, 0.0, 0.045), 0.42, (0.5, 0.0, 0.02), Phase.LIFT, (0, 0, 1)),
+    # Fingers closed on nothing at the grasp height: open and go back up above red.
+    ((0.5, 0.0, 0.02), 0.95, (0.5, 0.0, 0.025), Phase.APPROACH, (0, 0, 1)),
+    # Open fingers, centred on red at the grasp depth: close without moving.
+    ((0.5, 0.0, 0.021), 0.0, (0.5, 0.0, 0.025), Phase.CLOSE, (0, 0, 0)),
+])
+def test_expert_labels_states_a_policy_reaches_from_the_state(tool, gripper, red, phase, motion):
+    expert = ScriptedExpert(('red', 'blue'))
+    action = expert.act(SimObservation(_state(tool, gripper, red, (0.5, 0.2, 0.025)), None))
+    assert expert.phase is phase
+    np.testing.assert_array_equal(np.sign(np.round(action[:3], 3)), motion)
+    assert action[4] == (1.0 if phase in (Phase.MOVE, Phase.LIFT, Phase.CLOSE) else -1.0)
 
 
 def test_runner_renders_images_for_a_policy():
@@ -75,6 +110,11 @@ def test_cli_prints_json_last(capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary['robot'] == 'sawyer' and summary['episodes'] == 1 and summary['success_rate'] == 1.0
     assert summary['mean_steps'] > 10 and summary['seconds'] > 0
+
+
+def test_expert_config_names_a_bad_closure_order():
+    with pytest.raises(ValueError, match='open_closure < held_closure < missed_closure'):
+        ExpertConfig(held_closure=0.95)
 
 
 def test_cli_rejects_a_bad_task(capsys):

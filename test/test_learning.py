@@ -197,3 +197,23 @@ def test_diagnosis_reports_model_and_baselines_per_dimension():
                                   'model_mean_past_actions_blanked'}
     assert set(report['mae']['model_mean']) == {'mean', 'vx', 'vy', 'vz', 'yaw_rate', 'grip'}
     assert list(report['mae_by_phase']) == ['unknown']   # no block poses: the expert cannot be replayed
+
+
+def test_relabelling_a_recorded_expert_episode_gives_back_its_actions(tmp_path):
+    """The recorded states (FK of the joints, finger closure, block poses) carry everything the expert reads:
+    its labels on an episode it drove are the actions it took, phase by phase."""
+    from gato_ros.cli import main as cli_main
+    from gato_ros.core.data.relabel import expert_labels, relabelled
+
+    assert cli_main(['record', '--robot', 'ur5e', '--out', str(tmp_path), '--image-size', '32', '--episodes', '1',
+                     '--seed', '4']) == 0
+    [episode] = load_episodes(tmp_path)
+    assert episode.info.success
+    labels, phases = expert_labels(episode)
+    close = np.abs(labels - episode.actions).max(axis=1) < 0.01   # the recorded poses round by < 1 mm
+    assert close.mean() >= 0.95, np.flatnonzero(~close)
+    visited = list(dict.fromkeys(p.value for p in phases))
+    assert visited[:7] == ['approach', 'descend', 'close', 'lift', 'move', 'lower', 'open']
+    np.testing.assert_array_equal(relabelled(episode).actions, labels)
+    with pytest.raises(ValueError, match='no block poses'):
+        relabelled(dataclasses.replace(episode, blocks=None))

@@ -102,14 +102,15 @@ def test_train_command_tiny_on_recorded_episodes_loss_drops(tmp_path):
     out = tmp_path / 'out'
     assert cli(['train', '--data', str(data), '--include-failures', '--preset', 'tiny', '--out', str(out),
                 '--steps', '20', '--batch-size', '4', '--lr', '2e-3', '--warmup', '5', '--context', str(CONTEXT),
-                '--checkpoint-every', '10', '--no-progress']) == 0
+                '--checkpoint-every', '10', '--no-progress', '--relabel']) == 0
     log = [json.loads(line) for line in (out / 'train_log.jsonl').read_text().splitlines()]
     assert log[-1]['step'] == 20 and log[-1]['loss'] < 8.0     # from ~10.4 = ln(33025) at initialisation
     _, config = load_checkpoint(latest_checkpoint(out))
     assert config['robot']['joint_names'][0] == 'shoulder_pan_joint' and 'ur5e' in config['robot']['specs']
     assert config['data']['image_size'] == 16 and config['data']['episodes'] == 3
     assert config['model']['context'] == CONTEXT and config['preset'] == 'tiny'
-    assert '--preset tiny' in config['command']
+    assert '--preset tiny' in config['command'] and f'--data {data} ' in config['command']
+    assert config['data']['relabelled'] is True
     assert config['git_revision'] and config['tokenizer']['vocab_size'] == 33025
     assert config['action_space']['dim'] == 5
 

@@ -15,6 +15,7 @@ import torch
 from gato_ros.commands import arguments
 from gato_ros.core.data import load_episodes
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset
+from gato_ros.core.data.relabel import relabelled
 from gato_ros.core.model import PRESETS, Gato, preset
 from gato_ros.core.policy_spec import DECODINGS, PolicySpec
 from gato_ros.core.robots import load_profile
@@ -63,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='cpu, cuda or cuda:N (default: cuda when available)')
     parser.add_argument('--include-failures', action='store_true',
                         help='also train on episodes where the expert failed (default: successful ones only)')
+    parser.add_argument('--relabel', action='store_true',
+                        help="replace every recorded action by the scripted expert's action at that recorded state "
+                             '(one consistent expert over demonstrations and DAgger rollouts; needs block poses)')
     parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
     parser.add_argument('--init', type=Path, default=None,
                         help='start from these weights (a checkpoint of the same shape), e.g. the previous '
@@ -87,7 +91,8 @@ def training_command(args: argparse.Namespace) -> str:
     for key, value in vars(args).items():
         if value is None or value is False:
             continue
-        parts += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+        values = [] if value is True else [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        parts += [f"--{key.replace('_', '-')}", *values]
     world = int(os.environ.get('WORLD_SIZE', '1'))
     prefix = f'torchrun --nproc_per_node {world} -m gato_ros.cli' if world > 1 else 'gato-ros'
     return f'{prefix} train {shlex.join(parts)}'
@@ -104,11 +109,11 @@ def robot_section(robots: list[str]) -> dict:
                              'gripper_joint_names': list(p.gripper_joint_names)} for name, p in profiles.items()}}
 
 
-def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset) -> tuple[dict, dict]:
+def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset, relabel: bool) -> tuple[dict, dict]:
     infos = [ep.info for ep in episodes]
     images = episodes[0].images
     data = {'dirs': [str(d.resolve()) for d in data_dirs], 'episodes': len(episodes),
-            'policy_driven_episodes': sum(i.driver == 'policy' for i in infos),
+            'policy_driven_episodes': sum(i.driver == 'policy' for i in infos), 'relabelled': relabel,
             'episode_seeds': sorted(i.seed for i in infos), 'cameras': list(infos[0].cameras),
             'image_size': int(next(iter(images.values())).shape[1]), 'control_hz': infos[0].control_hz,
             'dataset': dataclasses.asdict(dataset.config)}
@@ -133,6 +138,11 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{', '.join(map(str, args.data))}: no usable episodes (record some with `gato-ros record`)")
     if len({(ep.info.cameras, ep.images[ep.info.cameras[0]].shape[1:]) for ep in episodes}) > 1:
         raise SystemExit(f'{args.data}: episodes differ in cameras or image size; train on one observation layout')
+    if args.relabel:
+        try:
+            episodes = [relabelled(ep) for ep in episodes]
+        except ValueError as e:
+            raise SystemExit(f'--relabel: {e}') from None
     dataset = EpisodeDataset(episodes, DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob,
                                                      seed=args.seed))
     warmup = min(TrainConfig().warmup_steps, args.steps // 10) if args.warmup is None else args.warmup
@@ -141,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed, num_workers=args.workers, action_head=not args.full_head,
                                label_sigma=args.label_sigma, aux_weight=args.aux_weight,
                                patch_aux_weight=args.patch_aux_weight, bf16=args.bf16)
-    data, stats = data_sections(episodes, args.data, dataset)
+    data, stats = data_sections(episodes, args.data, dataset, args.relabel)
     robots = sorted({ep.info.robot for ep in episodes}, key=lambda r: (r != episodes[0].info.robot, r))
     decoding = args.decoding or ('mean' if args.label_sigma > 0 else 'argmax')
     spec = PolicySpec(cameras=tuple(data['cameras']), image_size=data['image_size'],

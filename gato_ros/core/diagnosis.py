@@ -3,7 +3,7 @@
 For every timestep t of each episode the model sees the recorded window ending at t (true observations and
 true past actions) and predicts the actions of t. The per-dimension mean absolute error of its decoded action
 (argmax bin and expected value) stands next to two trivial baselines -- repeating the previous action and
-predicting zero -- overall and per phase of the scripted expert (replayed on the recorded states, see
+predicting zero -- overall and per phase of the scripted expert (its phase at each recorded state, see
 expert_phases). With a history of several timesteps the same is measured with the past actions blanked
 (set to 0): a policy that copies its history gets much worse without it.
 """
@@ -17,31 +17,17 @@ import numpy as np
 import torch
 
 from .data.dataset import EpisodeTokens, collate
-from .data.mcap_io import BLOCK_ORDER, Episode
+from .data.mcap_io import Episode
+from .data.relabel import expert_labels
 from .policy_spec import ACTION_LAYOUT
-from .sim.expert import ScriptedExpert
-from .sim.runner import SimObservation
-from .sim.stacking import BlockPose, SimState
 from .tokenizer import CONTINUOUS_OFFSET, NUM_BINS, TokenSequence, tokenize_action
 
 BIN_CENTRES = (torch.arange(NUM_BINS, dtype=torch.float32) + 0.5) * (2.0 / NUM_BINS) - 1.0
 
 
 def expert_phases(tokens: EpisodeTokens) -> list[str]:
-    """The scripted expert's phase at every step, replaying it on the recorded states (needs block poses)."""
-    episode = tokens.episode
-    if episode.blocks is None:
-        raise ValueError(f'episode seed {episode.info.seed}: no block poses recorded, cannot replay the expert')
-    expert, phases = ScriptedExpert(task=episode.info.task), []
-    for t in range(len(episode)):
-        blocks = {color: BlockPose(episode.blocks[t, i, :3], episode.blocks[t, i, 3:])
-                  for i, color in enumerate(BLOCK_ORDER)}
-        state = SimState(time=float(episode.time[t] - episode.time[0]), q=episode.q[t], qd=episode.qd[t],
-                         gripper=float(tokens.gripper[t]), finger_q=episode.finger_q[t],
-                         tool_pos=tokens.tool_pos[t], tool_yaw=float(tokens.tool_yaw[t]), blocks=blocks)
-        phases.append(expert.phase.value)
-        expert.act(SimObservation(state, None))
-    return phases
+    """The scripted expert's phase at every step, from the recorded states (needs block poses)."""
+    return [phase.value for phase in expert_labels(tokens.episode)[1]]
 
 
 def _window(tokens: EpisodeTokens, t: int, history: int, blank_past: bool) -> TokenSequence:

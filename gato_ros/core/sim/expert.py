@@ -1,11 +1,16 @@
-"""Scripted expert for "stack A on B": a phase machine on the privileged sim state that outputs the policy's
-own 5-D action [vx, vy, vz, yaw_rate, grip] in [-1, 1], so its demonstrations are learnable as they are.
+"""Scripted expert for "stack A on B": a policy on the privileged sim state that outputs the policy's own 5-D
+action [vx, vy, vz, yaw_rate, grip] in [-1, 1], so its demonstrations are learnable as they are.
 
-Phases: approach above A -> descend -> close -> lift -> move above B -> lower -> open -> retreat -> hold.
-Each phase is a proportional controller toward a tool target; a lost block sends the expert back to approach.
+Phases: approach above A -> descend -> close -> lift -> move above B -> lower -> open -> retreat -> done.
+Each phase is a proportional controller toward a tool target. The phase is a function of the current state
+alone (what the fingers hold, where A is relative to the tool and to B), never of the episode's history: a
+policy that sees one timestep can imitate it, and it labels any state a learner drives into (DAgger) with the
+action it would take there. (A phase machine that remembers "I reached the hover point" labelled a policy's
+own grasp with "open, and go to the hover point above the block in your hand", which drove it away.)
 """
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,22 +38,30 @@ class ExpertConfig:
     drop: float = 0.004            # A's bottom this far above B's top when opening (m)
     gain: float = 3.0              # position error -> tool velocity (1/s)
     yaw_gain: float = 3.0          # yaw error -> yaw rate (1/s)
-    position_tolerance: float = 0.004  # m: close enough to a target to change phase
-    yaw_tolerance: float = 0.03    # rad
-    grip_time: float = 0.6         # s to wait for the fingers to close / open
-    lost_distance: float = 0.04    # A farther than this from the tool while carrying = dropped (m)
+    position_tolerance: float = 0.004  # m: close enough to a target (grasp depth, release height, retreat)
+    align_tolerance: float = 0.01  # m: tool this close (xy) above A, or A above B, to go down
+    yaw_tolerance: float = 0.1     # rad: tool and A (or A and B) this aligned to go down
+    lift_margin: float = 0.02      # m: a held A more than this below the carry height is lifted straight up
+    held_closure: float = 0.3      # gripper closure at which the fingers hold A (a 5 cm block settles at ~0.42)
+    missed_closure: float = 0.9    # closure past which the fingers closed on nothing
+    open_closure: float = 0.05     # closure below which the fingers have let go
+    lost_distance: float = 0.04    # A farther than this (plus half a block) from the tool is not held (m)
 
     def __post_init__(self):
-        for field in ('hover', 'grasp_depth', 'gain', 'yaw_gain', 'position_tolerance', 'yaw_tolerance',
-                      'grip_time', 'lost_distance'):
+        for field in ('hover', 'grasp_depth', 'gain', 'yaw_gain', 'position_tolerance', 'align_tolerance',
+                      'yaw_tolerance', 'lift_margin', 'lost_distance'):
             if not getattr(self, field) > 0:
                 raise ValueError(f'ExpertConfig.{field}={getattr(self, field)!r} is invalid; allowed: > 0')
         if not self.drop >= 0:
             raise ValueError(f'ExpertConfig.drop={self.drop!r} is invalid; allowed: >= 0')
+        if not 0 < self.open_closure < self.held_closure < self.missed_closure < 1:
+            raise ValueError('ExpertConfig closures must satisfy 0 < open_closure < held_closure < missed_closure < 1, '
+                             f'got {self.open_closure}, {self.held_closure}, {self.missed_closure}')
 
 
 class ScriptedExpert:
-    """act(observation) -> action; observation.state is a SimState (block poses are privileged information)."""
+    """act(observation) -> action; observation.state is a SimState (block poses are privileged information).
+    `phase` is the phase of the last act() call (for reports and tests)."""
 
     def __init__(self, task=('red', 'blue'), block_size: float = 0.05,
                  action_space: CartesianActionSpace = CartesianActionSpace(), config: ExpertConfig = ExpertConfig()):
@@ -57,70 +70,75 @@ class ScriptedExpert:
         self.reset()
 
     def reset(self) -> None:
-        self.phase, self._phase_start = Phase.APPROACH, None
+        self.phase = Phase.APPROACH
 
-    def _enter(self, phase: Phase, now: float) -> None:
-        self.phase, self._phase_start = phase, now
+    def phase_of(self, state) -> Phase:
+        """The phase for this state (a SimState), from the state alone."""
+        cfg, size = self.config, self.block_size
+        a, b, tool = state.blocks[self.top], state.blocks[self.bottom], state.tool_pos
+        a_over_b = math.dist(a.position[:2], b.position[:2]) < cfg.align_tolerance
+        a_on_b = a_over_b and a.position[2] - b.position[2] - size < cfg.drop + cfg.position_tolerance
+        if a_on_b:
+            if state.gripper > cfg.open_closure:
+                return Phase.OPEN
+            return Phase.DONE if self._reached(self._retreat_target(state) - tool) else Phase.RETREAT
+        held = (cfg.held_closure <= state.gripper < cfg.missed_closure
+                and np.linalg.norm(a.position - tool) < cfg.lost_distance + size / 2)
+        if held:
+            if a_over_b and abs(wrap_quarter(b.yaw - a.yaw)) < cfg.yaw_tolerance:
+                return Phase.LOWER
+            return Phase.LIFT if tool[2] < self._carry_z(state) - cfg.lift_margin else Phase.MOVE
+        above_a = (math.dist(tool[:2], a.position[:2]) < cfg.align_tolerance
+                   and abs(wrap_quarter(a.yaw - state.tool_yaw)) < cfg.yaw_tolerance
+                   and tool[2] < self._hover_z(state) + cfg.position_tolerance)
+        if not above_a or state.gripper >= cfg.missed_closure:   # fully closed fingers missed: open, go back up
+            return Phase.APPROACH
+        return Phase.CLOSE if tool[2] - self._grasp_z(state) < cfg.position_tolerance else Phase.DESCEND
 
     def act(self, observation) -> np.ndarray:
         state = observation.state
-        cfg, half = self.config, self.block_size / 2
-        a, b = state.blocks[self.top], state.blocks[self.bottom]
-        tool, now = state.tool_pos, state.time
-        if self._phase_start is None:
-            self._phase_start = now
-        elapsed = now - self._phase_start
-        carrying = self.phase in (Phase.LIFT, Phase.MOVE, Phase.LOWER)
-        if carrying and np.linalg.norm(a.position - tool) > cfg.lost_distance + half:
-            self._enter(Phase.APPROACH, now)  # dropped it: start over
-        grasp = a.position - tool  # block centre relative to the tool while held
-        carry_z = b.position[2] + 2 * self.block_size + cfg.hover
-
-        grip, target, yaw = -1.0, tool.copy(), None
-        if self.phase is Phase.APPROACH:
-            target = np.r_[a.position[:2], a.position[2] + half + cfg.hover]
+        self.phase = phase = self.phase_of(state)
+        a, b, tool = state.blocks[self.top], state.blocks[self.bottom], state.tool_pos
+        grip, target, yaw = -1.0, tool.copy(), 0.0
+        if phase is Phase.APPROACH:
+            target = np.r_[a.position[:2], self._hover_z(state)]
             yaw = wrap_quarter(a.yaw - state.tool_yaw)
-            if self._reached(target - tool, yaw):
-                self._enter(Phase.DESCEND, now)
-        elif self.phase is Phase.DESCEND:
-            target = np.r_[a.position[:2], a.position[2] + half - cfg.grasp_depth]
+        elif phase is Phase.DESCEND:
+            target = np.r_[a.position[:2], self._grasp_z(state)]
             yaw = wrap_quarter(a.yaw - state.tool_yaw)
-            if self._reached(target - tool, 0.0):
-                self._enter(Phase.CLOSE, now)
-        elif self.phase is Phase.CLOSE:
+        elif phase is Phase.CLOSE:
             grip = 1.0
-            if elapsed >= cfg.grip_time:
-                # Fully closed fingers mean the block was missed.
-                self._enter(Phase.APPROACH if state.gripper > 0.9 else Phase.LIFT, now)
-        elif self.phase is Phase.LIFT:
-            grip, target = 1.0, np.r_[tool[:2], carry_z]
-            if self._reached(target - tool, 0.0):
-                self._enter(Phase.MOVE, now)
-        elif self.phase is Phase.MOVE:
-            grip = 1.0
-            target = np.r_[b.position[:2] - grasp[:2], carry_z]
+        elif phase is Phase.LIFT:
+            grip, target = 1.0, np.r_[tool[:2], self._carry_z(state)]
+        elif phase is Phase.MOVE:
+            grasp = a.position - tool   # block centre relative to the tool while held
+            grip, target = 1.0, np.r_[b.position[:2] - grasp[:2], self._carry_z(state)]
             yaw = wrap_quarter(b.yaw - a.yaw)
-            if self._reached(target - tool, yaw):
-                self._enter(Phase.LOWER, now)
-        elif self.phase is Phase.LOWER:
-            grip = 1.0
-            a_target = np.r_[b.position[:2], b.position[2] + self.block_size + cfg.drop]
-            target = tool + (a_target - a.position)
+        elif phase is Phase.LOWER:
+            a_target = np.r_[b.position[:2], b.position[2] + self.block_size + self.config.drop]
+            grip, target = 1.0, tool + (a_target - a.position)
             yaw = wrap_quarter(b.yaw - a.yaw)
-            if self._reached(target - tool, 0.0):
-                self._enter(Phase.OPEN, now)
-        elif self.phase is Phase.OPEN:
-            if elapsed >= cfg.grip_time:
-                self._enter(Phase.RETREAT, now)
-        elif self.phase is Phase.RETREAT:
-            target = np.r_[tool[:2], a.position[2] + half + cfg.hover]
-            if self._reached(target - tool, 0.0):
-                self._enter(Phase.DONE, now)
-        return self._action(target - tool, yaw or 0.0, grip)
+        elif phase in (Phase.RETREAT, Phase.DONE):
+            target = self._retreat_target(state)
+        return self._action(target - tool, yaw, grip)
 
-    def _reached(self, error: np.ndarray, yaw_error: float) -> bool:
-        return bool(np.max(np.abs(error)) < self.config.position_tolerance
-                    and abs(yaw_error) < self.config.yaw_tolerance)
+    # ---- targets ---------------------------------------------------------------------------------------
+    def _hover_z(self, state) -> float:
+        a = state.blocks[self.top]
+        return a.position[2] + self.block_size / 2 + self.config.hover
+
+    def _grasp_z(self, state) -> float:
+        a = state.blocks[self.top]
+        return a.position[2] + self.block_size / 2 - self.config.grasp_depth
+
+    def _carry_z(self, state) -> float:
+        return state.blocks[self.bottom].position[2] + 2 * self.block_size + self.config.hover
+
+    def _retreat_target(self, state) -> np.ndarray:
+        return np.r_[state.tool_pos[:2], self._hover_z(state)]
+
+    def _reached(self, error: np.ndarray) -> bool:
+        return bool(np.max(np.abs(error)) < self.config.position_tolerance)
 
     def _action(self, error: np.ndarray, yaw_error: float, grip: float) -> np.ndarray:
         """Proportional velocity toward the target, scaled (not clipped per axis) to keep the direction."""
