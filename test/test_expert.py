@@ -59,6 +59,8 @@ def _state(tool, gripper, a, b, tool_yaw=0.0):
     ((0.5, 0.0, 0.045), 0.42, (0.5, 0.0, 0.02), Phase.LIFT, (0, 0, 1)),
     # Fingers closed on nothing at the grasp height: open and go back up above red.
     ((0.5, 0.0, 0.02), 0.95, (0.5, 0.0, 0.025), Phase.APPROACH, (0, 0, 1)),
+    # 2 cm beside red, above its top: centre over it at this height, no climb back to the hover point.
+    ((0.48, 0.0, 0.09), 0.0, (0.5, 0.0, 0.025), Phase.APPROACH, (1, 0, 0)),
     # Open fingers, centred on red at the grasp depth: close without moving.
     ((0.5, 0.0, 0.021), 0.0, (0.5, 0.0, 0.025), Phase.CLOSE, (0, 0, 0)),
 ])

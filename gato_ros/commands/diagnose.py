@@ -1,6 +1,7 @@
-"""`gato-ros diagnose --checkpoint C --data DIR [--episodes N] [--every K] [--json]`: teacher-forced action error of
-a checkpoint on held-out recorded episodes, next to the copy-previous and predict-zero baselines, per expert
-phase, and (with a history of several timesteps) with the past actions blanked. See gato_ros.core.diagnosis."""
+"""`gato-ros diagnose --checkpoint C --data DIR [--episodes N] [--every K] [--relabel] [--json]`: teacher-forced
+action error of a checkpoint on held-out recorded episodes, next to the copy-previous and predict-zero baselines,
+per expert phase, and (with a history of several timesteps) with the past actions blanked.
+See gato_ros.core.diagnosis."""
 
 import argparse
 import json
@@ -18,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--every', type=arguments.positive_int, default=1, help='use every K-th timestep (default 1)')
     parser.add_argument('--threads', type=arguments.positive_int, default=None,
                         help='torch threads (default: torch decides)')
+    parser.add_argument('--relabel', action='store_true',
+                        help="score against the current scripted expert's action at each recorded state (as "
+                             'train --relabel) instead of the recorded actions')
     parser.add_argument('--json', action='store_true', help='print the report as one JSON line')
 
 
@@ -26,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gato_ros.core.data import episode_paths, read_episode
     from gato_ros.core.data.dataset import EpisodeTokens
+    from gato_ros.core.data.relabel import relabelled
     from gato_ros.core.diagnosis import diagnose
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
@@ -36,10 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise SystemExit(f'{args.data}: no episodes (*.mcap)')
     episodes = [read_episode(p) for p in paths]
+    if args.relabel:
+        try:
+            episodes = [relabelled(ep) for ep in episodes]
+        except ValueError as e:
+            raise SystemExit(f'--relabel: {e}') from None
     checkpoint = args.checkpoint
     policy = GatoPolicy.from_checkpoint(checkpoint, load_profile(episodes[0].info.robot))
     history = max(1, policy.spec.context // EpisodeTokens(episodes[0]).tokens_per_timestep)
-    report = {'checkpoint': str(checkpoint), 'data': str(args.data),
+    report = {'checkpoint': str(checkpoint), 'data': str(args.data), 'relabelled': args.relabel,
               **diagnose(policy.model.float(), episodes, history=history, every=args.every)}
     if args.json:
         print(json.dumps(report))

@@ -2,10 +2,12 @@
 action [vx, vy, vz, yaw_rate, grip] in [-1, 1], so its demonstrations are learnable as they are.
 
 Phases: approach above A -> descend -> close -> lift -> move above B -> lower -> open -> retreat -> done.
-Each phase is a proportional controller toward a tool target. The phase is a function of the current state
-alone (what the fingers hold, where A is relative to the tool and to B), never of the episode's history: a
-policy that sees one timestep can imitate it, and it labels any state a learner drives into (DAgger) with the
-action it would take there. (A phase machine that remembers "I reached the hover point" labelled a policy's
+Each phase is a proportional controller toward a tool target. The tool turns only to align the fingers with A's
+faces for the grasp; A is carried and set on B at whatever relative yaw it has (a cube rests level on a cube at
+any yaw), so the carry never waits on seeing a few degrees of yaw in small camera images.
+The phase is a function of the current state alone (what the fingers hold, where A is relative to the tool and
+to B), never of the episode's history: a policy that sees one timestep can imitate it, and it labels any state a
+learner drives into (DAgger) with the action it would take there. (A phase machine that remembers "I reached the hover point" labelled a policy's
 own grasp with "open, and go to the hover point above the block in your hand", which drove it away.)
 """
 
@@ -40,8 +42,11 @@ class ExpertConfig:
     yaw_gain: float = 3.0          # yaw error -> yaw rate (1/s)
     position_tolerance: float = 0.004  # m: close enough to a target (grasp depth, release height, retreat)
     align_tolerance: float = 0.01  # m: tool this close (xy) above A, or A above B, to go down
-    yaw_tolerance: float = 0.1     # rad: tool and A (or A and B) this aligned to go down
+    yaw_tolerance: float = 0.1     # rad: fingers and A's faces this aligned to descend for the grasp
     lift_margin: float = 0.02      # m: a held A more than this below the carry height is lifted straight up
+    funnel_radius: float = 0.04    # m: within this (xy) of A the tool centres over it at its own height, rising
+                                   # only to clear A's top, instead of going back to the hover point
+    clearance: float = 0.015       # m: fingertips this far above A's top may move sideways over it
     held_closure: float = 0.3      # gripper closure at which the fingers hold A (a 5 cm block settles at ~0.42)
     missed_closure: float = 0.9    # closure past which the fingers closed on nothing
     open_closure: float = 0.05     # closure below which the fingers have let go
@@ -49,7 +54,7 @@ class ExpertConfig:
 
     def __post_init__(self):
         for field in ('hover', 'grasp_depth', 'gain', 'yaw_gain', 'position_tolerance', 'align_tolerance',
-                      'yaw_tolerance', 'lift_margin', 'lost_distance'):
+                      'yaw_tolerance', 'lift_margin', 'funnel_radius', 'clearance', 'lost_distance'):
             if not getattr(self, field) > 0:
                 raise ValueError(f'ExpertConfig.{field}={getattr(self, field)!r} is invalid; allowed: > 0')
         if not self.drop >= 0:
@@ -85,7 +90,7 @@ class ScriptedExpert:
         held = (cfg.held_closure <= state.gripper < cfg.missed_closure
                 and np.linalg.norm(a.position - tool) < cfg.lost_distance + size / 2)
         if held:
-            if a_over_b and abs(wrap_quarter(b.yaw - a.yaw)) < cfg.yaw_tolerance:
+            if a_over_b:
                 return Phase.LOWER
             return Phase.LIFT if tool[2] < self._carry_z(state) - cfg.lift_margin else Phase.MOVE
         above_a = (math.dist(tool[:2], a.position[:2]) < cfg.align_tolerance
@@ -101,7 +106,7 @@ class ScriptedExpert:
         a, b, tool = state.blocks[self.top], state.blocks[self.bottom], state.tool_pos
         grip, target, yaw = -1.0, tool.copy(), 0.0
         if phase is Phase.APPROACH:
-            target = np.r_[a.position[:2], self._hover_z(state)]
+            target = self._approach_target(state)
             yaw = wrap_quarter(a.yaw - state.tool_yaw)
         elif phase is Phase.DESCEND:
             target = np.r_[a.position[:2], self._grasp_z(state)]
@@ -113,11 +118,9 @@ class ScriptedExpert:
         elif phase is Phase.MOVE:
             grasp = a.position - tool   # block centre relative to the tool while held
             grip, target = 1.0, np.r_[b.position[:2] - grasp[:2], self._carry_z(state)]
-            yaw = wrap_quarter(b.yaw - a.yaw)
         elif phase is Phase.LOWER:
             a_target = np.r_[b.position[:2], b.position[2] + self.block_size + self.config.drop]
             grip, target = 1.0, tool + (a_target - a.position)
-            yaw = wrap_quarter(b.yaw - a.yaw)
         elif phase in (Phase.RETREAT, Phase.DONE):
             target = self._retreat_target(state)
         return self._action(target - tool, yaw, grip)
@@ -130,6 +133,15 @@ class ScriptedExpert:
     def _grasp_z(self, state) -> float:
         a = state.blocks[self.top]
         return a.position[2] + self.block_size / 2 - self.config.grasp_depth
+
+    def _approach_target(self, state) -> np.ndarray:
+        cfg, a, tool = self.config, state.blocks[self.top], state.tool_pos
+        if math.dist(tool[:2], a.position[:2]) >= cfg.funnel_radius:
+            return np.r_[a.position[:2], self._hover_z(state)]
+        clear_z = a.position[2] + self.block_size / 2 + cfg.clearance
+        if tool[2] < clear_z:              # fingertips beside A: straight up before any sideways move
+            return np.r_[tool[:2], clear_z]
+        return np.r_[a.position[:2], min(tool[2], self._hover_z(state))]
 
     def _carry_z(self, state) -> float:
         return state.blocks[self.bottom].position[2] + 2 * self.block_size + self.config.hover
