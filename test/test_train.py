@@ -120,7 +120,7 @@ def test_ddp_under_torchrun_two_cpu_processes(tmp_path):
     data = tmp_path / 'data'
     data.mkdir()
     for seed in range(4):
-        write(synthetic_episode(seed), data / f'ep{seed}.mcap')
+        write(synthetic_episode(seed), data / f'ep{seed}')
     out = tmp_path / 'out'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     cmd = [str(Path(sys.executable).with_name('torchrun')), '--standalone', '--nproc_per_node', '2', '-m',

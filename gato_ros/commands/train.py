@@ -5,7 +5,6 @@ import argparse
 import collections
 import dataclasses
 import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -87,15 +86,9 @@ def git_revision() -> str:
 
 def training_command(args: argparse.Namespace) -> str:
     """The command that reproduces this run, every option spelled out (torchrun prefix under DDP)."""
-    parts = []
-    for key, value in vars(args).items():
-        if value is None or value is False:
-            continue
-        values = [] if value is True else [str(v) for v in value] if isinstance(value, list) else [str(value)]
-        parts += [f"--{key.replace('_', '-')}", *values]
     world = int(os.environ.get('WORLD_SIZE', '1'))
     prefix = f'torchrun --nproc_per_node {world} -m gato_ros.cli' if world > 1 else 'gato-ros'
-    return f'{prefix} train {shlex.join(parts)}'
+    return arguments.command_line('train', args, prefix)
 
 
 def robot_section(robots: list[str]) -> dict:
