@@ -81,7 +81,8 @@ class EpisodeInfo:
     joint_names: tuple[str, ...]  # arm joints, controller order
     finger_joint_names: tuple[str, ...]  # gripper finger joints (after the arm joints in /joint_states)
     steps: int                    # number of control steps
-    driver: str = 'expert'        # who moved the arm: 'expert', or 'policy' (DAgger: actions are expert labels)
+    driver: str = 'expert'        # who moved the arm: 'expert', 'policy' (DAgger: actions are expert labels) or
+                                  # 'imported' (a robot's bag, gato-ros import-bag: actions from its action topic)
 
     def to_metadata(self) -> dict[str, str]:
         return {'format_version': FORMAT_VERSION, 'robot': self.robot, 'task': ','.join(self.task),
