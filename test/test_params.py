@@ -108,7 +108,8 @@ def test_safety_node_resolves_the_command_interface(context):
 
 def test_sim_node_listens_on_the_robots_trajectory_topic():
     assert params.SimNodeConfig().trajectory_command_topic == '/scaled_joint_trajectory_controller/joint_trajectory'
-    assert params.SimNodeConfig(robot='sawyer').trajectory_command_topic == '/joint_trajectory_controller/joint_trajectory'
+    sawyer = params.SimNodeConfig(robot='sawyer')
+    assert sawyer.trajectory_command_topic == '/joint_trajectory_controller/joint_trajectory'
     assert params.SimNodeConfig(trajectory_command_topic='/jtc').trajectory_command_topic == '/jtc'
 
 
