@@ -20,6 +20,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    """A share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1), got {value}')
+    return value
+
+
 def robot(text: str) -> str:
     """A packaged robot profile name (config/robots/<name>.yaml) or a profile YAML path."""
     if Path(text).suffix in ('.yaml', '.yml'):

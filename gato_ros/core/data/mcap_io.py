@@ -114,6 +114,7 @@ class Episode:
     images: dict[str, np.ndarray]     # camera -> (T, H, W, 3) uint8
     actions: np.ndarray               # (T, ACTION_DIM) in [-1, 1], taken after observation t
     blocks: np.ndarray | None = None  # (T, len(BLOCK_ORDER), 7) [x, y, z, qw, qx, qy, qz] ground truth, or None
+    name: str = ''                    # the bag's (or file's) name in its folder, '' for one made in memory
 
     def __len__(self) -> int:
         return len(self.time)
@@ -301,7 +302,7 @@ def read_episode(path) -> Episode:
                       np.float64).reshape(-1, len(BLOCK_ORDER), 7) if block_msgs else None
     stamps = np.array([t for t, _ in msgs[JOINT_STATES_TOPIC]], np.int64) - origin
     return Episode(info=info, time=stamps * 1e-9, q=position[:, :n], qd=velocity[:, :n], finger_q=position[:, n:],
-                   images=images, actions=np.clip(actions, -1.0, 1.0), blocks=blocks)
+                   images=images, actions=np.clip(actions, -1.0, 1.0), blocks=blocks, name=path.name)
 
 
 def is_episode_path(path: Path) -> bool:
