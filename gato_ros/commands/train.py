@@ -9,6 +9,7 @@ train_log.jsonl, loss.png). `--resume` refuses to continue on other episodes tha
 import argparse
 import collections
 import dataclasses
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise SystemExit(f'--relabel: {e}') from None
     resumed = checkpoint_dirs(args.out)[-1] if args.resume and checkpoint_dirs(args.out) else None
-    previous = load_checkpoint(resumed)[1] if resumed else None
+    previous = json.loads((resumed / 'config.json').read_text()) if resumed else None   # config only, no weights
     val_fraction = (args.val_fraction if args.val_fraction is not None else VAL_FRACTION if previous is None
                     else previous.get('data', {}).get('validation', {}).get('fraction', 0.0))
     episodes, held_out = validation_split(episodes, val_fraction)
