@@ -94,7 +94,7 @@ class SafetyNodeConfig:
     rate: float = _param(250.0, 'filter ticks and commands per second (Hz)', range=(10.0, 1000.0))
     command_interface: str = _param('', "'' = the profile's, else forward_position, forward_velocity or "
                                     'joint_trajectory', choices=('',) + COMMAND_INTERFACES)
-    command_topic: str = _param('', "'' = the controller's default topic for command_interface")
+    command_topic: str = _param('', "'' = the robot profile's topic for command_interface (command_topic_for)")
     gripper_topic: str = _param('', "'' = the profile's gripper_topic (Float64MultiArray, 0 open .. 1 closed)")
     proposal_topic: str = _param('/gato/policy_node/proposal', 'trajectory_msgs/JointTrajectory proposals')
     gripper_command_topic: str = _param('/gato/policy_node/gripper', 'std_msgs/Float64 gripper command')
