@@ -79,7 +79,8 @@ def test_episode_is_a_rosbag2_bag_read_back_with_rosbags(tmp_path):
         images = [(ns, typestore.deserialize_cdr(raw, c.msgtype))
                   for c, ns, raw in reader.messages(connections=[topics['/camera/front_left/image_raw']])]
     ns, image = images[5]
-    assert image.encoding == 'rgb8' and (image.height, image.width) == (16, 16) and image.header.frame_id == 'front_left'
+    assert image.encoding == 'rgb8' and (image.height, image.width) == (16, 16)
+    assert image.header.frame_id == 'front_left'
     assert image.header.stamp.sec * 10**9 + image.header.stamp.nanosec == ns == start + 500_000_000
     assert (image.data == 20 * 3 + 5).all()
     with open(path / 'ep.mcap', 'rb') as f:
