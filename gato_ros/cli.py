@@ -22,7 +22,8 @@ COMMANDS = {
     'info': 'Print a model preset\'s shape and parameter counts',
     'bench': 'Benchmarks: engine (one control step) and safety (one filter tick)',
     'sim': 'Embedded MuJoCo simulation: run the scripted expert',
-    'record': 'Record expert demonstrations to MCAP (rosbag2 layout)',
+    'record': 'Record expert demonstrations, one rosbag2 bag (MCAP) per episode',
+    'import-bag': 'Turn bags recorded on a robot (ros2 bag record) into training episodes',
     'train': 'Behaviour cloning of a Gato checkpoint from recorded demonstrations',
     'eval': 'Closed-loop evaluation of a checkpoint in simulation',
     'dagger': 'One DAgger round: the policy drives, the scripted expert labels every visited state',
@@ -46,7 +47,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    commands = '\n'.join(f'  {name:9s} {text}' for name, text in COMMANDS.items())
+    commands = '\n'.join(f'  {name:10s} {text}' for name, text in COMMANDS.items())
     parser = Parser(prog='gato-ros', description=__doc__.splitlines()[0], epilog=f'commands:\n{commands}\n\n'
                     'Options go before COMMAND; `gato-ros COMMAND --help` lists its own.',
                     formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +72,7 @@ def _run(options: argparse.Namespace) -> int:
     logging.basicConfig(level=max(level, logging.WARNING), format='%(levelname)s %(name)s: %(message)s')
     logging.getLogger('gato_ros').setLevel(level)
     warnings.showwarning = _log_warning
-    module = importlib.import_module(f'gato_ros.commands.{options.command}')
+    module = importlib.import_module(f"gato_ros.commands.{options.command.replace('-', '_')}")
     parser = Parser(prog=f'gato-ros {options.command}', description=COMMANDS[options.command])
     module.add_arguments(parser)
     args = parser.parse_args(options.args)

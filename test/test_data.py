@@ -2,22 +2,25 @@
 
 import json
 import re
+import shutil
 import sys
-import warnings
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from gato_ros.cli import main as cli
 from gato_ros.core.data import EpisodeError, EpisodeWriter, load_episodes, read_episode, read_info
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset, collate, demonstration_prompt
-from gato_ros.core.data.mcap_io import MSG_DEFINITIONS, Episode, EpisodeInfo, schema_text
+from gato_ros.core.data.mcap_io import Episode, EpisodeInfo
 from gato_ros.core.observation import observer_for
 from gato_ros.core.robots import load_profile
 from gato_ros.core.tokenizer import PATCH_PLACEHOLDER
 
 CAMERAS = ('front_left', 'front_right')
+LEGACY = Path(__file__).parent / 'data' / 'legacy_episode.mcap'
 
 
 def synthetic_episode(seed: int, steps: int = 12, task=('red', 'blue'), size: int = 16, success: bool = True):
@@ -47,69 +50,97 @@ def write(episode: Episode, path: Path) -> Path:
     return path
 
 
-def test_message_definitions_are_the_installed_ros2_ones():
-    share = Path(sys.prefix) / 'share'
-    if not (share / 'sensor_msgs').is_dir():
-        pytest.skip('ROS 2 message packages not installed in this environment')
-    for datatype, text in MSG_DEFINITIONS.items():
-        package, _, name = datatype.split('/')
-        source = (share / package / 'msg' / f'{name}.msg').read_text()
-        lines = [re.sub(r'\s+', ' ', line.split('#')[0]).strip() for line in source.splitlines()]
-        assert [ln for ln in lines if ln] == [re.sub(r'\s+', ' ', ln) for ln in text.splitlines()], datatype
-    assert 'MSG: std_msgs/Header' in schema_text('sensor_msgs/msg/Image')
-
-
-def test_episode_round_trip_is_rosbag2_mcap(tmp_path):
+def test_episode_is_a_rosbag2_bag_read_back_with_rosbags(tmp_path):
     from mcap.reader import make_reader
+    from rosbags.interfaces import QosReliability
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    before = time.time_ns()
     episode = synthetic_episode(3)
-    path = write(episode, tmp_path / 'ep.mcap')
+    path = write(episode, tmp_path / 'ep')
+    assert sorted(p.name for p in path.iterdir()) == ['ep.mcap', 'metadata.yaml'] and list(tmp_path.iterdir()) == [path]
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    with Reader(path) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        assert sorted(topics) == ['/camera/front_left/image_raw', '/camera/front_right/image_raw', '/gato/action',
+                                  '/joint_states']
+        for connection in topics.values():
+            package, _, name = connection.msgtype.split('/')
+            installed = json.loads((Path(sys.prefix) / 'share' / package / 'msg' / f'{name}.json').read_text())
+            assert connection.digest == installed['type_hashes'][0]['hash_string'], connection.msgtype  # RIHS01
+            assert connection.msgcount == 12 and connection.ext.serialization_format == 'cdr'
+            assert [q.reliability for q in connection.ext.offered_qos_profiles] == [QosReliability.RELIABLE]
+        assert topics['/joint_states'].msgtype == 'sensor_msgs/msg/JointState'
+        assert topics['/gato/action'].msgtype == 'std_msgs/msg/Float64MultiArray'
+        start = reader.start_time
+        assert before <= start <= time.time_ns()                      # wall-clock time, not 1970
+        assert reader.duration == 1_100_000_001                       # 12 steps at 10 Hz (rosbags counts the end)
+        images = [(ns, typestore.deserialize_cdr(raw, c.msgtype))
+                  for c, ns, raw in reader.messages(connections=[topics['/camera/front_left/image_raw']])]
+    ns, image = images[5]
+    assert image.encoding == 'rgb8' and (image.height, image.width) == (16, 16)
+    assert image.header.frame_id == 'front_left'
+    assert image.header.stamp.sec * 10**9 + image.header.stamp.nanosec == ns == start + 500_000_000
+    assert (image.data == 20 * 3 + 5).all()
+    with open(path / 'ep.mcap', 'rb') as f:
+        mcap = make_reader(f)
+        assert mcap.get_header().profile == 'ros2'
+        summary = mcap.get_summary()
+        assert {c.compression for c in summary.chunk_indexes} == {'zstd'}
+        assert {ch.message_encoding for ch in summary.channels.values()} == {'cdr'}
+        assert {s.encoding for s in summary.schemas.values()} == {'ros2msg'}
+        assert all('offered_qos_profiles' in ch.metadata for ch in summary.channels.values())
     back = read_episode(path)
-    assert back.info == episode.info
+    assert back.info == episode.info == read_info(path)
     np.testing.assert_allclose(back.q, episode.q)
     np.testing.assert_allclose(back.finger_q, episode.finger_q)
     np.testing.assert_allclose(back.actions, episode.actions, atol=1e-6)
     np.testing.assert_allclose(back.time, episode.time, atol=1e-9)
     for camera in CAMERAS:
         np.testing.assert_array_equal(back.images[camera], episode.images[camera])
-    with open(path, 'rb') as f:
-        reader = make_reader(f)
-        assert reader.get_header().profile == 'ros2'
-        summary = reader.get_summary()
-        assert {c.compression for c in summary.chunk_indexes} == {'zstd'}
-        assert {ch.message_encoding for ch in summary.channels.values()} == {'cdr'}
-        assert {s.encoding for s in summary.schemas.values()} == {'ros2msg'}
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', DeprecationWarning)  # the module docstring warns about ROS 1 readers
-        from mcap_ros2.reader import read_ros2_messages
-        msgs = list(read_ros2_messages(str(path)))
-    by_topic = {}
-    for m in msgs:
-        by_topic.setdefault(m.channel.topic, []).append(m)
-    assert sorted(by_topic) == ['/camera/front_left/image_raw', '/camera/front_right/image_raw', '/gato/action',
-                                '/joint_states']
-    image = by_topic['/camera/front_left/image_raw'][5]
-    assert image.schema.name == 'sensor_msgs/msg/Image' and image.ros_msg.encoding == 'rgb8'
-    assert image.ros_msg.header.stamp.nanosec == 500_000_000 and image.log_time_ns == 500_000_000
-    joint_state = by_topic['/joint_states'][0].ros_msg
-    assert list(joint_state.name) == [*episode.info.joint_names, *episode.info.finger_joint_names]
-    assert by_topic['/gato/action'][0].schema.name == 'std_msgs/msg/Float64MultiArray'
-    assert read_info(path).task == ('red', 'blue')
+
+
+def test_single_file_episodes_of_earlier_recordings_still_load(tmp_path):
+    """test/data/legacy_episode.mcap was written by the single-file EpisodeWriter that came before bags
+    (synthetic_episode(4, steps=6) with block poses); training data recorded then must still load."""
+    legacy = tmp_path / 'old.mcap'
+    legacy.write_bytes(LEGACY.read_bytes())
+    write(synthetic_episode(5), tmp_path / 'new')
+    episodes = load_episodes(tmp_path)
+    assert [e.info.seed for e in episodes] == [5, 4]                 # sorted by name: 'new' < 'old.mcap'
+    old, expected = episodes[1], synthetic_episode(4, steps=6)
+    assert old.info == expected.info
+    np.testing.assert_allclose(old.q, expected.q)
+    np.testing.assert_allclose(old.actions, expected.actions, atol=1e-6)
+    np.testing.assert_allclose(old.time, expected.time, atol=1e-9)
+    np.testing.assert_array_equal(old.images['front_right'], expected.images['front_right'])
+    assert old.blocks.shape == (6, 3, 7)
+    assert len(EpisodeDataset(episodes, DatasetConfig(context=256))) > 0
 
 
 def test_corrupt_and_truncated_episodes_are_skipped_with_a_warning(tmp_path):
-    good = write(synthetic_episode(1), tmp_path / 'a_good.mcap')
-    data = good.read_bytes()
-    (tmp_path / 'b_truncated.mcap').write_bytes(data[:len(data) // 2])
-    (tmp_path / 'c_garbage.mcap').write_bytes(b'not an mcap file')
-    (tmp_path / 'd_unfinished.mcap.partial').write_bytes(data[:100])   # a recording in progress: not listed
+    good = write(synthetic_episode(1), tmp_path / 'a_good')
+    truncated = tmp_path / 'b_truncated'
+    shutil.copytree(good, truncated)
+    data = (good / 'a_good.mcap').read_bytes()
+    (truncated / 'a_good.mcap').write_bytes(data[:len(data) // 2])
+    (tmp_path / 'c_garbage.mcap').write_bytes(b'not an mcap file')       # a single-file episode
+    shutil.copytree(good, tmp_path / 'd_bad_metadata')
+    (tmp_path / 'd_bad_metadata' / 'metadata.yaml').write_text('rosbag2_bagfile_information: [')
+    (tmp_path / 'e_unfinished.partial').mkdir()                          # a recording in progress: not listed
+    (tmp_path / 'e_unfinished.partial' / 'e_unfinished').mkdir()
     with pytest.warns(UserWarning) as record:
         episodes = load_episodes(tmp_path)
     assert [e.info.seed for e in episodes] == [1]
     messages = [str(w.message) for w in record]
-    assert len(messages) == 2
-    assert any('b_truncated.mcap' in m for m in messages) and any('c_garbage.mcap' in m for m in messages)
-    with pytest.raises(EpisodeError, match='b_truncated.mcap'):
-        read_episode(tmp_path / 'b_truncated.mcap')
+    assert len(messages) == 3
+    for name in ('b_truncated', 'c_garbage.mcap', 'd_bad_metadata'):
+        assert sum(name in m for m in messages) == 1, (name, messages)
+    with pytest.raises(EpisodeError, match='b_truncated: cannot decode messages'):
+        read_episode(truncated)
+    with pytest.raises(EpisodeError, match='unreadable metadata.yaml'):
+        read_info(tmp_path / 'd_bad_metadata')
 
 
 def test_record_command_writes_episodes_and_resumes(tmp_path, capsys):
@@ -118,15 +149,31 @@ def test_record_command_writes_episodes_and_resumes(tmp_path, capsys):
     assert cli([*args, '--episodes', '1']) == 0
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert first['recorded'] == 1 and first['skipped'] == 0
+    (tmp_path / 'ur5e_green-on-red_seed0000001.partial').mkdir()   # an interrupted recording: done again
     assert cli([*args, '--episodes', '2']) == 0
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second['recorded'] == 1 and second['skipped'] == 1
+    # An episode recorded as a single file before bags counts as done too.
+    shutil.copy(LEGACY, tmp_path / 'ur5e_green-on-red_seed0000002.mcap')
+    assert cli([*args, '--episodes', '3']) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])['skipped'] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'README.md', 'ur5e_green-on-red_seed0000000', 'ur5e_green-on-red_seed0000001',
+        'ur5e_green-on-red_seed0000002.mcap']
+    card = (tmp_path / 'README.md').read_text()
+    meta = yaml.safe_load(re.match(r'---\n(.*?)\n---\n', card, re.S).group(1))   # Hugging Face-style front matter
+    assert meta['task_categories'] == ['robotics'] and 'ur5e' in meta['tags']
+    assert meta['gato_ros'] | {'control_hz': None} == {
+        'robots': ['ur5e'], 'tasks': {'green,red': 2, 'red,blue': 1}, 'episodes': 3, 'successful': 1,
+        'drivers': {'expert': 3}, 'seeds': [0, 4], 'control_hz': None, 'cameras': list(CAMERAS), 'image_size': 32,
+        'steps': 26}
+    assert '| ur5e | green on red | expert | 2 | 0 |' in card and '--task green,red' in card
     episodes = load_episodes(tmp_path)
-    assert [(e.info.seed, e.info.task) for e in episodes] == [(0, ('green', 'red')), (1, ('green', 'red'))]
+    assert [(e.info.seed, e.info.task) for e in episodes][:2] == [(0, ('green', 'red')), (1, ('green', 'red'))]
     ep = episodes[0]
     assert ep.info.steps == len(ep) == 10 and ep.images['front_left'].shape == (10, 32, 32, 3)
     assert ep.info.success is False            # 1 s is too short to stack: recorded anyway, flagged
-    assert len(EpisodeDataset(episodes, DatasetConfig(context=256))) > 0
+    assert len(EpisodeDataset(episodes[:2], DatasetConfig(context=256))) > 0
 
 
 def _source(seq, start=0):
@@ -199,7 +246,7 @@ def test_dataset_rejects_a_context_smaller_than_one_timestep():
 def test_writer_abort_leaves_no_episode(tmp_path):
     profile = load_profile('ur5e')
     with pytest.raises(RuntimeError):
-        with EpisodeWriter(tmp_path / 'x.mcap', 'ur5e', ('red', 'blue'), 0, 10.0, CAMERAS, profile.joint_names,
+        with EpisodeWriter(tmp_path / 'x', 'ur5e', ('red', 'blue'), 0, 10.0, CAMERAS, profile.joint_names,
                            profile.gripper_joint_names):
             raise RuntimeError('sim crashed')
     assert list(tmp_path.iterdir()) == []

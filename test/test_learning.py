@@ -153,7 +153,7 @@ def test_policy_node_refuses_a_rate_the_checkpoint_was_not_trained_at(tmp_path):
 def test_block_poses_round_trip_through_the_episode_file(tmp_path):
     episode = with_blocks(synthetic_episode(3, steps=5))
     info = episode.info
-    path = tmp_path / 'ep.mcap'
+    path = tmp_path / 'ep'
     with EpisodeWriter(path, info.robot, info.task, info.seed, info.control_hz, info.cameras, info.joint_names,
                        info.finger_joint_names, driver='policy') as writer:
         for t in range(len(episode)):

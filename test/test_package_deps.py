@@ -17,12 +17,12 @@ ROSDEP_KEYS = {
     'visualization_msgs': 'visualization_msgs', 'geometry_msgs': 'geometry_msgs',
     'ament_index_python': 'ament_index_python', 'launch': 'launch', 'launch_ros': 'launch_ros',
     'pinocchio': 'pinocchio', 'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'yaml': 'python3-yaml',
-    'torch': 'python3-torch', 'mujoco': 'python3-mujoco-pip', 'mcap_ros2': 'mcap-ros2-support',
+    'torch': 'python3-torch', 'mujoco': 'python3-mujoco-pip',
     'tqdm': 'python3-tqdm', 'imageio': 'python3-imageio', 'matplotlib': 'python3-matplotlib',
     'pytest': 'python3-pytest', 'hypothesis': 'python3-hypothesis', 'transforms3d': 'python3-transforms3d',
 }
 # import name -> pip requirement, for the imports that rosdep has no key for (docs/ros.md, "Dependencies")
-PIP_ONLY = {'safetensors': 'safetensors', 'sentencepiece': 'sentencepiece', 'mcap': 'mcap'}
+PIP_ONLY = {'safetensors': 'safetensors', 'sentencepiece': 'sentencepiece', 'mcap': 'mcap', 'rosbags': 'rosbags'}
 # declared, used otherwise than by an import
 LAUNCHED = {'robot_state_publisher'}              # an executable started by launch/arm.launch.py
 TEST_PLUGINS = {'python3-pytest-timeout'}          # setup.cfg's `timeout`

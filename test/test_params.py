@@ -96,10 +96,21 @@ def test_safety_node_resolves_the_command_interface(context):
 
     node = SafetyControllerNode(context=context, parameter_overrides=[
         Parameter('robot', value='sawyer'), Parameter('command_interface', value='joint_trajectory')])
-    assert node.command_topic == '/joint_trajectory_controller/joint_trajectory'
+    assert node.command_topic == '/joint_trajectory_controller/joint_trajectory'   # Sawyer's own controller
     assert node.gripper_topic == '/gripper_controller/commands'
     assert node.filter.config.joint_names[0] == 'right_j0'
     node.destroy_node()
+    ur5e = SafetyControllerNode(context=context, parameter_overrides=[Parameter('command_interface',
+                                                                                value='joint_trajectory')])
+    assert ur5e.command_topic == '/scaled_joint_trajectory_controller/joint_trajectory'   # the UR driver's
+    ur5e.destroy_node()
+
+
+def test_sim_node_listens_on_the_robots_trajectory_topic():
+    assert params.SimNodeConfig().trajectory_command_topic == '/scaled_joint_trajectory_controller/joint_trajectory'
+    sawyer = params.SimNodeConfig(robot='sawyer')
+    assert sawyer.trajectory_command_topic == '/joint_trajectory_controller/joint_trajectory'
+    assert params.SimNodeConfig(trajectory_command_topic='/jtc').trajectory_command_topic == '/jtc'
 
 
 @pytest.mark.parametrize('node_name, key, message', [

@@ -45,14 +45,27 @@ def test_ur5e_profile_values():
     assert (p.margin, p.command_interface, p.tool_frame) == (0.1, 'forward_position', 'tool')
     assert p.command_topic == '/forward_position_controller/commands'
     assert p.gripper_topic == '/gripper_controller/commands'
+    assert p.trajectory_topic == '/scaled_joint_trajectory_controller/joint_trajectory'   # the UR driver's
 
 
 def test_sawyer_profile_values():
     p = load_profile('sawyer')
     assert p.joint_names == tuple(f'right_j{i}' for i in range(7))
+    assert p.trajectory_topic == '/joint_trajectory_controller/joint_trajectory'
     np.testing.assert_allclose(p.lower[1], -3.8095)
     np.testing.assert_array_equal(p.acceleration, 8.0)
     np.testing.assert_array_equal(p.home, [0, -1.18, 0, 2.18, 0, 0.57, 3.3161])
+
+
+def test_command_topic_per_interface(tmp_path):
+    ur5e = load_profile('ur5e')
+    assert [ur5e.command_topic_for(i) for i in ('forward_position', 'forward_velocity', 'joint_trajectory')] == [
+        '/forward_position_controller/commands', '/forward_velocity_controller/commands',
+        '/scaled_joint_trajectory_controller/joint_trajectory']
+    raw = _raw('ur5e')
+    raw.pop('trajectory_topic')            # a profile of its own may leave it out: ros2_control's default name
+    default = _load(tmp_path, raw).command_topic_for('joint_trajectory')
+    assert default == '/joint_trajectory_controller/joint_trajectory'
 
 
 @pytest.mark.parametrize('robot', ROBOTS)
@@ -99,6 +112,7 @@ def test_loosening_is_rejected_naming_joint_and_value(tmp_path, key, value):
     (lambda r: r.update(workspace={'min': [0.0, 0.0]}), 'workspace must be a mapping with keys min and max'),
     (lambda r: r.update(command_interface='torque'), 'command_interface must be one of'),
     (lambda r: r.update(command_topic='commands'), 'command_topic must be an absolute topic'),
+    (lambda r: r.update(trajectory_topic='jtc'), "trajectory_topic must be an absolute topic name, got 'jtc'"),
     (lambda r: r.update(table_clearance=-0.01), r'table_clearance must be in \[0, 0.1\)'),
     (lambda r: r.update(colour='blue'), r"unknown fields \['colour'\]"),
     (lambda r: r.pop('tool_frame'), r"missing fields \['tool_frame'\]"),

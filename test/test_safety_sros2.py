@@ -56,7 +56,8 @@ def test_policy_grants_each_safety_right_to_one_enclave_only(keystore):
         return {e for e, (pub, _) in grants.items() if topic in pub}
 
     for topic in ('rt/forward_position_controller/commands', 'rt/forward_velocity_controller/commands',
-                  'rt/joint_trajectory_controller/joint_trajectory', 'rt/gripper_controller/commands'):
+                  'rt/joint_trajectory_controller/joint_trajectory',
+                  'rt/scaled_joint_trajectory_controller/joint_trajectory', 'rt/gripper_controller/commands'):
         assert publishers(topic) == {'/gato/safety_controller_node'}, topic
     assert publishers('rt/gato/policy_node/proposal') == {'/gato/policy_node'}
     assert publishers('rq/gato/safety_controller_node/estopRequest') == {'/gato/operator'}

@@ -98,7 +98,8 @@ def test_sim_node_publishes_and_obeys_commands(ros):
     client.create_subscription(String, '/gato/sim/task_status', got['status'].append, 10)
     position_pub = client.create_publisher(Float64MultiArray, '/forward_position_controller/commands', 1)
     gripper_pub = client.create_publisher(Float64MultiArray, '/gripper_controller/commands', 1)
-    trajectory_pub = client.create_publisher(JointTrajectory, '/joint_trajectory_controller/joint_trajectory', 1)
+    trajectory_pub = client.create_publisher(JointTrajectory, '/scaled_joint_trajectory_controller/joint_trajectory',
+                                             1)   # the UR driver's controller
     try:
         assert spin_until(executor, lambda: len(got['joints']) > 50 and len(got['images']) == 2
                           and got['status'], 20)
@@ -129,7 +130,7 @@ def test_sim_node_publishes_and_obeys_commands(ros):
         trajectory_pub.publish(JointTrajectory(joint_names=['elbow_joint']))
         assert spin_until(executor, lambda: len(bad) == 2, 5)
         assert any('/forward_position_controller/commands' in m and 'expected 6 values' in m for m in bad)
-        assert any('/joint_trajectory_controller/joint_trajectory' in m for m in bad)
+        assert any('/scaled_joint_trajectory_controller/joint_trajectory' in m for m in bad)
         count = len(got['joints'])
         assert spin_until(executor, lambda: len(got['joints']) > count + 10, 5)
         np.testing.assert_allclose(got['joints'][-1].position[:6], target, atol=0.005)  # still holding

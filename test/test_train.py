@@ -65,7 +65,8 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp('ckpt')
     cfg = TrainConfig(steps=16, batch_size=4, lr=1e-2, warmup_steps=3, checkpoint_every=8, log_every=4,
                       action_head=False)  # the whole vocabulary: the loss starts at ln(33025)
-    losses = train(_model(), _dataset(), cfg, out, CHECKPOINT_CONFIG, progress=False)
+    held_out = EpisodeDataset([synthetic_episode(s, steps=12) for s in (7, 8)], DatasetConfig(context=CONTEXT))
+    losses = train(_model(), _dataset(), cfg, out, CHECKPOINT_CONFIG, progress=False, val_dataset=held_out)
     return out, cfg, losses
 
 
@@ -77,6 +78,12 @@ def test_loss_drops(trained):
     assert last < first - 2.5, losses
     log = [json.loads(line) for line in (out / 'train_log.jsonl').read_text().splitlines()]
     assert [e['step'] for e in log] == [4, 8, 12, 16]
+    # The held-out episodes are scored at each checkpoint. Their actions are random, like the training ones: what
+    # the model memorised does not carry over, so their loss stays high (it would fall if they leaked into training).
+    assert ['val_loss' in e for e in log] == [False, True, False, True]
+    assert log[3]['val_loss'] > log[3]['loss'] + 2.0 and log[3]['val_loss'] == log[3]['val_loss_bc']
+    png = (out / 'loss.png').read_bytes()
+    assert png.startswith(b'\x89PNG') and len(png) > 10_000
 
 
 def test_checkpoints_are_self_describing_and_resume_continues(trained):
@@ -94,6 +101,43 @@ def test_checkpoints_are_self_describing_and_resume_continues(trained):
     assert [p.name for p in checkpoint_dirs(out)] == ['step-0000016', 'step-0000020']  # keeps the newest 2
 
 
+def test_resume_refuses_other_episodes_in_one_line(tmp_path, capsys):
+    data = tmp_path / 'data'
+    data.mkdir()
+    for seed in range(4):
+        write(synthetic_episode(seed, steps=6), data / f'ep{seed}')
+    out = tmp_path / 'out'
+    run = ['train', '--data', str(data), '--preset', 'tiny', '--out', str(out), '--batch-size', '2', '--context',
+           str(CONTEXT), '--device', 'cpu', '--no-progress', '--resume']
+    assert cli([*run, '--steps', '1', '--val-fraction', '0.25']) == 0
+    _, config = load_checkpoint(latest_checkpoint(out))
+    assert config['data']['validation']['fraction'] == 0.25 and config['data']['validation']['episodes'] == 1
+    assert sorted(config['data']['episode_names'] + config['data']['validation']['episode_names']) == [
+        'ep0', 'ep1', 'ep2', 'ep3']
+    capsys.readouterr()
+    write(synthetic_episode(9, steps=6), data / 'ep9')                 # the data changed
+    assert cli([*run, '--steps', '2']) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f'gato-ros train: --resume: {latest_checkpoint(out)} was trained on 3 episodes, --data now '
+                           'gives 4 (0 of them gone, 1 new); ')
+    assert line.endswith('or add --allow-data-change'), line
+    assert cli([*run, '--steps', '2', '--allow-data-change']) == 0
+    assert load_checkpoint(latest_checkpoint(out))[1]['train']['step'] == 2
+
+    # A checkpoint from before the episode list and the validation split: its seeds decide, no split is made.
+    (data / 'ep9' / 'metadata.yaml').unlink()
+    config_path = latest_checkpoint(out) / 'config.json'
+    old = json.loads(config_path.read_text())
+    old['data'] = {k: v for k, v in old['data'].items() if k not in ('episode_names', 'validation')}
+    old['data']['episode_seeds'] = [0, 1, 2, 3]
+    config_path.write_text(json.dumps(old))
+    assert cli([*run, '--steps', '3']) == 0
+    assert load_checkpoint(latest_checkpoint(out))[1]['data']['validation'] == {
+        'fraction': 0.0, 'episodes': 0, 'episode_names': []}
+    assert cli(['train', '--data', str(data), '--out', str(out), '--val-fraction', '1.5']) == 2
+    assert 'argument --val-fraction: must be in [0, 1), got 1.5' in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_command_tiny_on_recorded_episodes_loss_drops(tmp_path):
     data = tmp_path / 'data'
@@ -107,7 +151,8 @@ def test_train_command_tiny_on_recorded_episodes_loss_drops(tmp_path):
     assert log[-1]['step'] == 20 and log[-1]['loss'] < 8.0     # from ~10.4 = ln(33025) at initialisation
     _, config = load_checkpoint(latest_checkpoint(out))
     assert config['robot']['joint_names'][0] == 'shoulder_pan_joint' and 'ur5e' in config['robot']['specs']
-    assert config['data']['image_size'] == 16 and config['data']['episodes'] == 3
+    assert config['data']['image_size'] == 16 and config['data']['episodes'] == 2     # one of 3 held out
+    assert config['data']['validation']['episodes'] == 1 and 'val_loss' in log[-1]
     assert config['model']['context'] == CONTEXT and config['preset'] == 'tiny'
     assert '--preset tiny' in config['command'] and f'--data {data} ' in config['command']
     assert config['data']['relabelled'] is True
@@ -120,7 +165,7 @@ def test_ddp_under_torchrun_two_cpu_processes(tmp_path):
     data = tmp_path / 'data'
     data.mkdir()
     for seed in range(4):
-        write(synthetic_episode(seed), data / f'ep{seed}.mcap')
+        write(synthetic_episode(seed), data / f'ep{seed}')
     out = tmp_path / 'out'
     env = dict(os.environ, OMP_NUM_THREADS='1')
     cmd = [str(Path(sys.executable).with_name('torchrun')), '--standalone', '--nproc_per_node', '2', '-m',

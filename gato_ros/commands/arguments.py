@@ -4,6 +4,7 @@ says what is wrong with it in one line (argparse reports it as `argument --flag:
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from gato_ros.resources import resource_path
@@ -16,6 +17,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1), got {value}')
     return value
 
 
@@ -92,3 +104,17 @@ def checkpoint(text: str) -> Path:
         return latest_checkpoint(path)
     except FileNotFoundError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def command_line(command: str, args: argparse.Namespace, prefix: str = 'gato-ros') -> str:
+    """`prefix command --option value ...`: the command that reproduces a run, every option spelled out (a list
+    as `--option a b`, for nargs='+' options; a pair such as --task as 'a,b')."""
+    parts = []
+    for key, value in vars(args).items():
+        if value is None or value is False:
+            continue
+        parts.append(f"--{key.replace('_', '-')}")
+        if value is not True:
+            parts += [','.join(v) if isinstance(v, tuple) else str(v) for v in (value if isinstance(value, list)
+                                                                              else [value])]
+    return f'{prefix} {command} {shlex.join(parts)}'

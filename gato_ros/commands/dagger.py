@@ -1,7 +1,8 @@
 """`gato-ros dagger --checkpoint C --robot R --episodes N --out DIR [--seed S] [--beta B] [--json]`: one DAgger
 round. The checkpoint drives the simulated arm through the SafetyFilter (with probability B per step the expert
-does), and every visited state is written with the scripted expert's action as its label, one MCAP episode per
-rollout. Train on the demonstrations plus these directories to aggregate. Resumable like `record`."""
+does), and every visited state is written with the scripted expert's action as its label, one episode (rosbag2
+bag) per rollout, and DIR/README.md, the dataset card. Train on the demonstrations plus these directories to
+aggregate. Resumable like `record`."""
 
 import argparse
 import json
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('MUJOCO_GL', 'egl')
     import torch
 
+    from gato_ros.core.data.card import write_dataset_card
     from gato_ros.core.data.record import Recorder, pending_episodes
     from gato_ros.core.evaluation import PolicyActor
     from gato_ros.core.policy import GatoPolicy
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         recorder.close()
+    write_dataset_card(args.out, spec.image_size, arguments.command_line('dagger', args))
     summary = {'robot': profile.name, 'checkpoint': str(args.checkpoint), 'beta': args.beta,
                'episodes': args.episodes, 'recorded': len(todo), 'skipped': args.episodes - len(todo),
                'rollout_success_rate': successes / len(todo) if todo else None, 'labelled_steps': steps,

@@ -1,6 +1,6 @@
 """`gato-ros record --robot R --episodes N --out DIR [--seed S] [--task red,blue ...] [--json]`: scripted-expert
-demonstrations in simulation, one MCAP file (rosbag2 layout) per episode. Finished episodes in DIR are
-skipped, so an interrupted recording resumes where it stopped."""
+demonstrations in simulation, one rosbag2 bag (metadata.yaml + MCAP) per episode, and DIR/README.md, the dataset
+card. Finished episodes in DIR are skipped, so an interrupted recording resumes where it stopped."""
 
 import argparse
 import json
@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--episodes', type=arguments.positive_int, required=True, help='number of episodes')
     parser.add_argument('--out', required=True, type=Path, help='output directory (created if missing)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the first episode; episode i uses seed + i')
-    parser.add_argument('--task', type=arguments.task_pair, action='append',
-                        help="'top,bottom' block colours (repeatable: episodes cycle through the tasks; "
+    parser.add_argument('--task', type=arguments.task_pair, action='extend', nargs='+',
+                        help="'top,bottom' block colours, one or more (episodes cycle through the tasks; "
                              'default red,blue)')
     parser.add_argument('--image-size', type=arguments.image_size, default=64,
                         help='camera resolution, square, a multiple of the 16 px patch (default 64)')
@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    from gato_ros.core.data.card import write_dataset_card
     from gato_ros.core.data.record import Recorder, pending_episodes
     from gato_ros.core.sim import SimConfig
     from gato_ros.core.sim.runner import RunnerConfig
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         for recorder in recorders.values():
             recorder.close()
+    write_dataset_card(args.out, args.image_size, arguments.command_line('record', args))
     summary = {'robot': args.robot, 'episodes': args.episodes, 'recorded': len(todo),
                'skipped': args.episodes - len(todo), 'success_rate': successes / len(todo) if todo else None,
                'mean_steps': steps / len(todo) if todo else None,

@@ -1,11 +1,16 @@
 """`gato-ros train --data DIR --preset P --out DIR [--steps N] [--resume] ...`: behaviour cloning of a Gato
-checkpoint from recorded episodes. Multi-GPU: `torchrun --nproc_per_node K -m gato_ros.cli train ...` (DDP)."""
+checkpoint from recorded episodes. Multi-GPU: `torchrun --nproc_per_node K -m gato_ros.cli train ...` (DDP).
+
+A share of the episodes (--val-fraction) is held out: the trainer scores it at every checkpoint (val_loss in
+train_log.jsonl, loss.png). `--resume` refuses to continue on other episodes than the checkpoint was trained on
+(the list of episode names in its config; seeds for checkpoints from before that list) unless
+--allow-data-change; resuming keeps the checkpoint's validation share (0 for checkpoints from before it)."""
 
 import argparse
 import collections
 import dataclasses
+import json
 import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -14,7 +19,7 @@ import torch
 
 from gato_ros.commands import arguments
 from gato_ros.core.data import load_episodes
-from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset
+from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset, validation_split
 from gato_ros.core.data.relabel import relabelled
 from gato_ros.core.model import PRESETS, Gato, preset
 from gato_ros.core.policy_spec import DECODINGS, PolicySpec
@@ -22,6 +27,9 @@ from gato_ros.core.robots import load_profile
 from gato_ros.core.tokenizer.sequence import tokenizer_config
 from gato_ros.core.checkpoint import load_checkpoint
 from gato_ros.core.train import TrainConfig, latest_checkpoint, train
+from gato_ros.core.train.trainer import checkpoint_dirs
+
+VAL_FRACTION = 0.05   # default share of held-out episodes of a new run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--relabel', action='store_true',
                         help="replace every recorded action by the scripted expert's action at that recorded state "
                              '(one consistent expert over demonstrations and DAgger rollouts; needs block poses)')
+    parser.add_argument('--val-fraction', type=arguments.fraction, default=None,
+                        help=f'share of the episodes held out for validation, in [0, 1) (default {VAL_FRACTION}; '
+                             'with --resume, the checkpoint\'s)')
     parser.add_argument('--resume', action='store_true', help='continue from the newest checkpoint in --out')
+    parser.add_argument('--allow-data-change', action='store_true',
+                        help='--resume even when the training episodes differ from the checkpoint\'s')
     parser.add_argument('--init', type=Path, default=None,
                         help='start from these weights (a checkpoint of the same shape), e.g. the previous '
                              'DAgger round')
@@ -87,15 +100,9 @@ def git_revision() -> str:
 
 def training_command(args: argparse.Namespace) -> str:
     """The command that reproduces this run, every option spelled out (torchrun prefix under DDP)."""
-    parts = []
-    for key, value in vars(args).items():
-        if value is None or value is False:
-            continue
-        values = [] if value is True else [str(v) for v in value] if isinstance(value, list) else [str(value)]
-        parts += [f"--{key.replace('_', '-')}", *values]
     world = int(os.environ.get('WORLD_SIZE', '1'))
     prefix = f'torchrun --nproc_per_node {world} -m gato_ros.cli' if world > 1 else 'gato-ros'
-    return f'{prefix} train {shlex.join(parts)}'
+    return arguments.command_line('train', args, prefix)
 
 
 def robot_section(robots: list[str]) -> dict:
@@ -109,12 +116,33 @@ def robot_section(robots: list[str]) -> dict:
                              'gripper_joint_names': list(p.gripper_joint_names)} for name, p in profiles.items()}}
 
 
-def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset, relabel: bool) -> tuple[dict, dict]:
+def check_same_episodes(previous: dict, checkpoint: Path, episodes) -> None:
+    """SystemExit (one line) when `episodes` are not the ones the checkpoint was trained on."""
+    data = previous.get('data', {})
+    if 'episode_names' in data:
+        before, now = collections.Counter(data['episode_names']), collections.Counter(ep.name for ep in episodes)
+        kind = 'episodes'
+    else:   # checkpoints from before the episode list: their episodes' seeds
+        before = collections.Counter(data.get('episode_seeds', []))
+        now, kind = collections.Counter(ep.info.seed for ep in episodes), 'episode seeds'
+    if before != now:
+        raise SystemExit(f'--resume: {checkpoint} was trained on {sum(before.values())} {kind}, --data now gives '
+                         f'{sum(now.values())} ({sum((before - now).values())} of them gone, '
+                         f'{sum((now - before).values())} new); resume with the same --data and --val-fraction, '
+                         'train into a new --out, or add --allow-data-change')
+
+
+def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset, held_out,
+                  relabel: bool) -> tuple[dict, dict]:
+    """config.json's 'data' and 'stats'; held_out: (validation fraction, held-out episodes)."""
     infos = [ep.info for ep in episodes]
     images = episodes[0].images
     data = {'dirs': [str(d.resolve()) for d in data_dirs], 'episodes': len(episodes),
             'policy_driven_episodes': sum(i.driver == 'policy' for i in infos), 'relabelled': relabel,
-            'episode_seeds': sorted(i.seed for i in infos), 'cameras': list(infos[0].cameras),
+            'episode_seeds': sorted(i.seed for i in infos), 'episode_names': sorted(ep.name for ep in episodes),
+            'validation': {'fraction': held_out[0], 'episodes': len(held_out[1]),
+                           'episode_names': sorted(ep.name for ep in held_out[1])},
+            'cameras': list(infos[0].cameras),
             'image_size': int(next(iter(images.values())).shape[1]), 'control_hz': infos[0].control_hz,
             'dataset': dataclasses.asdict(dataset.config)}
     actions = np.concatenate([ep.actions for ep in episodes])
@@ -143,15 +171,23 @@ def run(args: argparse.Namespace) -> int:
             episodes = [relabelled(ep) for ep in episodes]
         except ValueError as e:
             raise SystemExit(f'--relabel: {e}') from None
-    dataset = EpisodeDataset(episodes, DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob,
-                                                     seed=args.seed))
+    resumed = checkpoint_dirs(args.out)[-1] if args.resume and checkpoint_dirs(args.out) else None
+    previous = json.loads((resumed / 'config.json').read_text()) if resumed else None   # config only, no weights
+    val_fraction = (args.val_fraction if args.val_fraction is not None else VAL_FRACTION if previous is None
+                    else previous.get('data', {}).get('validation', {}).get('fraction', 0.0))
+    episodes, held_out = validation_split(episodes, val_fraction)
+    if previous is not None and not args.allow_data_change:
+        check_same_episodes(previous, resumed, episodes)
+    dataset_config = DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob, seed=args.seed)
+    dataset = EpisodeDataset(episodes, dataset_config)
+    val_dataset = EpisodeDataset(held_out, dataset_config) if held_out else None
     warmup = min(TrainConfig().warmup_steps, args.steps // 10) if args.warmup is None else args.warmup
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
                                weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every,
                                seed=args.seed, num_workers=args.workers, action_head=not args.full_head,
                                label_sigma=args.label_sigma, aux_weight=args.aux_weight,
                                patch_aux_weight=args.patch_aux_weight, bf16=args.bf16)
-    data, stats = data_sections(episodes, args.data, dataset, args.relabel)
+    data, stats = data_sections(episodes, args.data, dataset, (val_fraction, held_out), args.relabel)
     robots = sorted({ep.info.robot for ep in episodes}, key=lambda r: (r != episodes[0].info.robot, r))
     decoding = args.decoding or ('mean' if args.label_sigma > 0 else 'argmax')
     spec = PolicySpec(cameras=tuple(data['cameras']), image_size=data['image_size'],
@@ -179,9 +215,9 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get('RANK', '0')) == 0:
         print(f'training {args.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) on '
               f'{len(episodes)} episodes / {stats["timesteps"]} timesteps / {len(dataset)} windows, '
-              f'context {model_config.context}, device {args.device}')
+              f'{len(held_out)} held out for validation, context {model_config.context}, device {args.device}')
     losses = train(model, dataset, train_config, args.out, checkpoint_config, device=args.device,
-                   resume=args.resume, progress=not args.no_progress)
+                   resume=args.resume, progress=not args.no_progress, val_dataset=val_dataset)
     if losses and int(os.environ.get('RANK', '0')) == 0:
         print(f'loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} steps; checkpoints in {args.out}')
     return 0

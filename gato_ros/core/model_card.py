@@ -10,7 +10,12 @@ from pathlib import Path
 import yaml
 
 
-def _table(header: list[str], rows: list[list]) -> str:
+def front_matter(meta: dict) -> str:
+    """Hugging Face-style YAML front matter: the metadata between two '---' lines."""
+    return '\n'.join(['---', yaml.safe_dump(meta, sort_keys=False).strip(), '---'])
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
     return '\n'.join(lines)
@@ -31,7 +36,7 @@ def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
                  'metrics': [{'type': 'success_rate', 'value': round(evaluation['success_rate'], 4),
                               'name': 'success rate'}]}]}]}
     data = config['data']
-    parts = ['---', yaml.safe_dump(front, sort_keys=False).strip(), '---', '',
+    parts = [front_matter(front), '',
              f"# {Path(checkpoint).name} — model card", '',
              f"A Gato-style policy (`{config.get('preset')}` preset, {config['stats']['timesteps']} training timesteps "
              f"from {data['episodes']} episodes, {data.get('policy_driven_episodes', 0)} of them DAgger rollouts) "
@@ -40,17 +45,17 @@ def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
              f"{config['policy']['action_layout']} ({config['policy']['decoding']} decoding of the 1024 bins).", '',
              f"Git revision: `{config.get('git_revision')}`; torch {config.get('torch')}.", '',
              '## Commands and wall time (the recipe record)', '',
-             _table(['stage', 'command(s)', 'wall time (s)'],
+             markdown_table(['stage', 'command(s)', 'wall time (s)'],
                     [[name, '<br>'.join(f'`{c}`' for c in s['commands']), s['seconds']] for name, s in stages.items()]),
              '', f"Demonstration seeds: {data['episode_seeds'][0]}..{data['episode_seeds'][-1]} "
              f"({len(data['episode_seeds'])} episodes in all, including DAgger rollouts); evaluation seeds from "
              f"{evaluation['first_seeds']}.", '']
     if diagnosis is not None:
         parts += ['## Teacher-forced diagnosis (held-out episodes, mean absolute action error)', '',
-                  _table(['predictor', *diagnosis['mae']['predict_zero'].keys()],
+                  markdown_table(['predictor', *diagnosis['mae']['predict_zero'].keys()],
                          [[name, *row.values()] for name, row in diagnosis['mae'].items()]), '']
     parts += ['## Closed-loop evaluation (`gato-ros eval`, sim + GatoPolicy + SafetyFilter)', '',
-              _table(['run', 'episodes', 'success', 'episodes with a hold', 'latency p50 / p99 (ms)',
+              markdown_table(['run', 'episodes', 'success', 'episodes with a hold', 'latency p50 / p99 (ms)',
                       'deadline misses'],
                      [[f'`--robot {robot}` (red on blue)', evaluation['episodes'],
                        f"**{round(evaluation['success_rate'], 4)}**", round(evaluation['halt_episode_fraction'], 4),

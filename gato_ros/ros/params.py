@@ -17,7 +17,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-COMMAND_INTERFACES = ('forward_position', 'forward_velocity', 'joint_trajectory')
+from gato_ros.core.robots import COMMAND_INTERFACES, load_profile
+from gato_ros.core.robots.profile import FORWARD_TOPICS
 
 
 class ParamError(ValueError):
@@ -93,7 +94,7 @@ class SafetyNodeConfig:
     rate: float = _param(250.0, 'filter ticks and commands per second (Hz)', range=(10.0, 1000.0))
     command_interface: str = _param('', "'' = the profile's, else forward_position, forward_velocity or "
                                     'joint_trajectory', choices=('',) + COMMAND_INTERFACES)
-    command_topic: str = _param('', "'' = the controller's default topic for command_interface")
+    command_topic: str = _param('', "'' = the robot profile's topic for command_interface (command_topic_for)")
     gripper_topic: str = _param('', "'' = the profile's gripper_topic (Float64MultiArray, 0 open .. 1 closed)")
     proposal_topic: str = _param('/gato/policy_node/proposal', 'trajectory_msgs/JointTrajectory proposals')
     gripper_command_topic: str = _param('/gato/policy_node/gripper', 'std_msgs/Float64 gripper command')
@@ -138,12 +139,12 @@ class SimNodeConfig:
     camera_rate: float = _param(15.0, 'camera images per second of wall time (Hz)', range=(1.0, 30.0))
     status_rate: float = _param(5.0, 'task status messages per second of wall time (Hz)', range=(0.5, 50.0))
     joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState, arm then finger joints')
-    position_command_topic: str = _param('/forward_position_controller/commands',
+    position_command_topic: str = _param(FORWARD_TOPICS['forward_position'],
                                          'std_msgs/Float64MultiArray joint positions, profile joint order')
-    velocity_command_topic: str = _param('/forward_velocity_controller/commands',
+    velocity_command_topic: str = _param(FORWARD_TOPICS['forward_velocity'],
                                          'std_msgs/Float64MultiArray joint velocities, profile joint order')
-    trajectory_command_topic: str = _param('/joint_trajectory_controller/joint_trajectory',
-                                           'trajectory_msgs/JointTrajectory; header stamp 0 = start on receipt')
+    trajectory_command_topic: str = _param('', "trajectory_msgs/JointTrajectory; header stamp 0 = start on receipt; "
+                                           "'' = the robot profile's trajectory_topic")
     gripper_topic: str = _param('/gripper_controller/commands',
                                 'std_msgs/Float64MultiArray, one value 0 open .. 1 closed')
     task_status_topic: str = _param('/gato/sim/task_status', 'std_msgs/String with the task status as JSON')
@@ -157,6 +158,8 @@ class SimNodeConfig:
                       image_size=self.image_size)
         except ValueError as error:
             raise ParamError(f'sim_node parameters task / cameras / image_size: {error}') from None
+        if not self.trajectory_command_topic:   # the robot's own trajectory controller
+            object.__setattr__(self, 'trajectory_command_topic', load_profile(self.robot).trajectory_topic)
 
 
 NODE_CONFIGS = {'policy_node': PolicyNodeConfig, 'safety_controller_node': SafetyNodeConfig,

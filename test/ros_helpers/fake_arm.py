@@ -19,12 +19,10 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from gato_ros.core.robots import load_profile
+from gato_ros.core.robots.profile import COMMAND_INTERFACES
 from ros_helpers.spinner import BackgroundSpinner
 
 CHANNELS = {'rgb8': 3, 'bgr8': 3, 'mono8': 1, 'rgba8': 4, 'bgra8': 4}
-COMMAND_TOPICS = {'forward_position': '/forward_position_controller/commands',
-                  'forward_velocity': '/forward_velocity_controller/commands',
-                  'joint_trajectory': '/joint_trajectory_controller/joint_trajectory'}
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -42,7 +40,7 @@ class FakeArm:
         self.drop_joint: str | None = None
         # Records: (monotonic receive time, payload).
         self.commands: dict[str, list[tuple[float, np.ndarray, np.ndarray]]] = {  # t, positions, velocities
-            interface: [] for interface in COMMAND_TOPICS}
+            interface: [] for interface in COMMAND_INTERFACES}
         self.grippers: list[tuple[float, float]] = []
         self.status: dict[str, list[tuple[float, str]]] = {'policy': [], 'safety': []}
         self.latencies: list[float] = []
@@ -58,9 +56,10 @@ class FakeArm:
                                                                      topic, 5))
         self._joint_pub = node.create_publisher(JointState, '/joint_states', 10)
         self.speed_scaling_pub = node.create_publisher(Float64, '/speed_scaling_state_broadcaster/speed_scaling', 1)
-        for interface, topic in COMMAND_TOPICS.items():
+        for interface in COMMAND_INTERFACES:   # each controller's topic for this robot (UR: scaled JTC)
             msg_type = JointTrajectory if interface == 'joint_trajectory' else Float64MultiArray
-            node.create_subscription(msg_type, topic, self._on_command(interface), RELIABLE)
+            node.create_subscription(msg_type, self.profile.command_topic_for(interface), self._on_command(interface),
+                                     RELIABLE)
         node.create_subscription(Float64MultiArray, self.profile.gripper_topic,
                                  lambda m: self.grippers.append((time.monotonic(), m.data[0])), RELIABLE)
         for key, topic in (('policy', '/gato/policy_node/status'), ('safety', '/gato/safety_controller_node/status')):

@@ -17,6 +17,7 @@ the policy never reads them, but learning them teaches the image encoder where t
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 from functools import cache
 
@@ -140,6 +141,18 @@ class EpisodeTokens:
 
     def steps_fitting(self, tokens: int) -> int:
         return tokens // self.tokens_per_timestep
+
+
+def validation_split(episodes: list[Episode], fraction: float) -> tuple[list[Episode], list[Episode]]:
+    """(training, held-out) episodes: round(fraction x count) of them, at least one when fraction > 0 and there
+    are two or more, are held out for validation. Which ones depends on each episode's name only (CRC-32 order), so
+    an episode stays on its side when others are added, and a rerun splits the same way."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f'validation fraction must be in [0, 1), got {fraction}')
+    n = 0 if fraction == 0 or len(episodes) < 2 else max(1, round(fraction * len(episodes)))
+    order = sorted(range(len(episodes)), key=lambda i: (zlib.crc32(episodes[i].name.encode()), i))
+    held = set(order[:n])
+    return ([ep for i, ep in enumerate(episodes) if i not in held], [ep for i, ep in enumerate(episodes) if i in held])
 
 
 def as_prompt(seq: TokenSequence) -> TokenSequence:

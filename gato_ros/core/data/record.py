@@ -1,5 +1,5 @@
 """Recording demonstrations: the scripted expert in the closed loop (SafetyFilter included), every control step
-written to an MCAP episode as it happens.
+written to an episode (a rosbag2 bag) as it happens.
 
 DAgger uses the same recorder with another driver: a learned policy (or a mix of it and the expert) moves the
 arm, and every state it visits is labelled with the action the expert would take there (ExpertLabelled). The
@@ -44,7 +44,8 @@ class ExpertLabelled:
 
 
 def episode_filename(robot: str, task, seed: int) -> str:
-    return f'{robot}_{task[0]}-on-{task[1]}_seed{seed:07d}.mcap'
+    """The episode's bag directory name (single-file episodes of earlier recordings add '.mcap')."""
+    return f'{robot}_{task[0]}-on-{task[1]}_seed{seed:07d}'
 
 
 @dataclass
@@ -89,12 +90,15 @@ class Recorder:
 
 
 def is_complete(path) -> bool:
-    """True when `path` is a finished episode (recording skips those, which makes it resumable)."""
-    try:
-        read_info(path)
-        return True
-    except (EpisodeError, FileNotFoundError):
-        return False
+    """True when `path` is a finished episode, as a bag or as the single file `path.mcap` of an earlier
+    recording (recording skips those, which makes it resumable)."""
+    for candidate in (Path(path), Path(f'{path}.mcap')):
+        try:
+            read_info(candidate)
+            return True
+        except (EpisodeError, FileNotFoundError):
+            continue
+    return False
 
 
 def pending_episodes(out_dir, robot: str, tasks, seed: int, episodes: int) -> list[tuple[int, tuple, Path]]:

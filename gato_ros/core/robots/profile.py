@@ -15,6 +15,10 @@ import yaml
 from gato_ros.resources import resource_path
 
 COMMAND_INTERFACES = ('forward_position', 'forward_velocity', 'joint_trajectory')
+# ros2_control's forward command controllers' topics; the trajectory controller's is per robot (trajectory_topic).
+FORWARD_TOPICS = {'forward_position': '/forward_position_controller/commands',
+                  'forward_velocity': '/forward_velocity_controller/commands'}
+DEFAULT_TRAJECTORY_TOPIC = '/joint_trajectory_controller/joint_trajectory'
 
 
 class ProfileError(ValueError):
@@ -42,6 +46,15 @@ class RobotProfile:
     table_height: float                # z of the table plane in the base frame (m)
     table_clearance: float             # the tool must stay >= table_height + table_clearance (m)
     urdf_path: Path
+    # JointTrajectory topic of the robot's trajectory controller (UR driver: scaled_joint_trajectory_controller)
+    trajectory_topic: str = DEFAULT_TRAJECTORY_TOPIC
+
+    def command_topic_for(self, interface: str) -> str:
+        """The arm's command topic for one of COMMAND_INTERFACES: the profile's own for its command_interface,
+        trajectory_topic for joint_trajectory, else the forward controller's."""
+        if interface == self.command_interface:
+            return self.command_topic
+        return self.trajectory_topic if interface == 'joint_trajectory' else FORWARD_TOPICS[interface]
 
     def __post_init__(self):
         n = len(self.joint_names)
@@ -83,7 +96,7 @@ class RobotProfile:
             raise ProfileError(f'workspace min {self.workspace_min} must be < max {self.workspace_max} per axis')
         if self.command_interface not in COMMAND_INTERFACES:
             raise ProfileError(f'command_interface must be one of {COMMAND_INTERFACES}, got {self.command_interface!r}')
-        for field in ('command_topic', 'gripper_topic'):
+        for field in ('command_topic', 'gripper_topic', 'trajectory_topic'):
             if not str(getattr(self, field)).startswith('/'):
                 raise ProfileError(f'{field} must be an absolute topic name, got {getattr(self, field)!r}')
 
@@ -148,12 +161,13 @@ def load_profile(name_or_path: str) -> RobotProfile:
 _REQUIRED = ('name', 'urdf', 'joint_names', 'gripper_joint_names', 'tool_frame', 'command_interface',
              'command_topic', 'gripper_topic', 'margin', 'acceleration', 'home', 'ready', 'workspace',
              'table_height', 'table_clearance')
+_OPTIONAL = ('limits', 'trajectory_topic')
 
 
 def _from_dict(raw, path: Path) -> RobotProfile:
     if not isinstance(raw, dict):
         raise ProfileError('profile must be a mapping')
-    unknown = set(raw) - set(_REQUIRED) - {'limits'}
+    unknown = set(raw) - set(_REQUIRED) - set(_OPTIONAL)
     missing = [k for k in _REQUIRED if k not in raw]
     if unknown or missing:
         raise ProfileError(f'unknown fields {sorted(unknown)}, missing fields {missing}')
@@ -195,7 +209,8 @@ def _from_dict(raw, path: Path) -> RobotProfile:
         workspace_min=_array(workspace['min'], 'workspace.min'),
         workspace_max=_array(workspace['max'], 'workspace.max'),
         table_height=_float(raw['table_height'], 'table_height'),
-        table_clearance=_float(raw['table_clearance'], 'table_clearance'), urdf_path=urdf_path)
+        table_clearance=_float(raw['table_clearance'], 'table_clearance'), urdf_path=urdf_path,
+        trajectory_topic=str(raw.get('trajectory_topic', DEFAULT_TRAJECTORY_TOPIC)))
 
 
 def _find_urdf(urdf: Path, profile_path: Path) -> Path:

@@ -16,6 +16,10 @@ in DistributedDataParallel and every rank reads its own shard of the windows (Di
 rank 0 writes checkpoints. Checkpoints are directories `step-NNNNNNN/` holding the model
 (gato_ros.core.checkpoint: safetensors + config.json) and `training_state.pt` (optimizer, step), so
 `resume=True` continues exactly where the latest one stopped.
+
+With a held-out dataset (episodes the training never sees), every checkpoint also scores `val_batches` fixed
+batches of it: `val_loss` (same terms as the training loss) in that step's line of train_log.jsonl. After each
+checkpoint, `loss.png` in the output directory plots the whole log (training and validation loss per step).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class TrainConfig:
     aux_weight: float = 0.0       # weight of the auxiliary block-pose regression (0: off), >= 0
     patch_aux_weight: float = 0.0  # weight of the dense per-patch block targets (0: off), >= 0
     bf16: bool = False            # bfloat16 autocast (CUDA always uses it; on CPU it needs AVX512-BF16/AMX)
+    val_batches: int = 4          # held-out batches scored at every checkpoint (when there is a validation set), >= 1
 
     def __post_init__(self):
         at_least = lambda lo: (lambda v: v >= lo, f'>= {lo}')  # noqa: E731
@@ -74,7 +79,7 @@ class TrainConfig:
                   'weight_decay': at_least(0), 'beta1': unit, 'beta2': unit, 'grad_clip': positive,
                   'checkpoint_every': at_least(1), 'keep_checkpoints': at_least(1), 'log_every': at_least(1),
                   'seed': at_least(0), 'num_workers': at_least(0), 'label_sigma': at_least(0),
-                  'aux_weight': at_least(0), 'patch_aux_weight': at_least(0)}
+                  'aux_weight': at_least(0), 'patch_aux_weight': at_least(0), 'val_batches': at_least(1)}
         for name, (ok, allowed) in checks.items():
             if not ok(getattr(self, name)):
                 raise ValueError(f'TrainConfig.{name} must be {allowed}, got {getattr(self, name)!r}')
@@ -226,11 +231,56 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+@torch.no_grad()
+def validation_loss(loss_module: BehaviourCloningLoss, dataset, cfg: TrainConfig, device: torch.device,
+                    autocast) -> dict[str, float]:
+    """Mean loss terms over up to val_batches x batch_size held-out windows, spread evenly over the dataset and
+    the same at every call (item keys (0, i): the prompt draw is fixed too)."""
+    count = min(len(dataset), cfg.val_batches * cfg.batch_size)
+    indices = sorted({round(i * (len(dataset) - 1) / max(1, count - 1)) for i in range(count)})
+    loss_module.eval()
+    sums: dict[str, float] = {}
+    try:
+        for start in range(0, len(indices), cfg.batch_size):
+            chunk = indices[start:start + cfg.batch_size]
+            with autocast:
+                loss = loss_module(**_to_device(collate([dataset[(0, i)] for i in chunk]), device))
+            for key, value in {'loss': loss, **{f'loss_{k}': v for k, v in loss_module.last.items()}}.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(chunk)
+    finally:
+        loss_module.train()
+    return {f'val_{key}': total / len(indices) for key, total in sums.items()}
+
+
+def plot_losses(log_path: Path, png_path: Path) -> None:
+    """loss.png: training loss (each logged step) and validation loss (each checkpoint) of a train_log.jsonl."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([r['step'] for r in rows], [r['loss'] for r in rows], label='training loss', linewidth=1)
+    val = [r for r in rows if 'val_loss' in r]
+    if val:
+        ax.plot([r['step'] for r in val], [r['val_loss'] for r in val], 'o-', label='validation loss (held out)')
+    ax.set_xlabel('step')
+    ax.set_ylabel('loss')
+    ax.set_yscale('log')
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    ax.set_title(Path(log_path).parent.name)
+    fig.tight_layout()
+    fig.savefig(png_path)
+
+
 def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_config: dict, device: str = 'cpu',
-          resume: bool = False, progress: bool = True) -> list[float]:
+          resume: bool = False, progress: bool = True, val_dataset=None) -> list[float]:
     """Trains `model` in place on `dataset` (map-style, items are TokenSequences) and returns the per-step
     losses of this run (this rank's). `checkpoint_config` is written into every checkpoint's config.json
-    (model/tokenizer/robots/data); the trainer adds a 'train' section (config, step)."""
+    (model/tokenizer/robots/data); the trainer adds a 'train' section (config, step). `val_dataset` (held-out
+    windows, optional) is scored at every checkpoint."""
     ctx = init_distributed(device)
     if device.startswith('cuda') and ctx.world_size > 1:
         device = f'cuda:{ctx.local_rank}'
@@ -281,6 +331,7 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
         os.replace(tmp, target / TRAINING_STATE)
         for old in checkpoint_dirs(out_dir)[:-cfg.keep_checkpoints]:
             shutil.rmtree(old)
+        plot_losses(out_dir / 'train_log.jsonl', out_dir / 'loss.png')
 
     losses: list[float] = []
     bar = tqdm(total=cfg.steps, initial=start_step, desc='train', disable=not (progress and ctx.is_main),
@@ -304,13 +355,16 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
             bar.update(1)
             bar.set_postfix(loss=f'{losses[-1]:.4f}', lr=f'{lr:.2e}')
             done = step + 1
-            if log is not None and (done % cfg.log_every == 0 or done == cfg.steps):
+            checkpoint = done % cfg.checkpoint_every == 0 or done == cfg.steps
+            if log is not None and (done % cfg.log_every == 0 or checkpoint):
                 terms = {f'loss_{k}': float(v) for k, v in loss_module.last.items()}
-                log.write(json.dumps({'step': done, 'loss': losses[-1], **terms, 'lr': lr,
+                val = (validation_loss(loss_module, val_dataset, cfg, dev, autocast)
+                       if checkpoint and val_dataset is not None else {})
+                log.write(json.dumps({'step': done, 'loss': losses[-1], **terms, **val, 'lr': lr,
                                       'grad_norm': float(grad_norm), 'seconds': round(time.perf_counter() - t0, 3),
                                       'timesteps_per_s': round(timesteps / (time.perf_counter() - t0), 2)}) + '\n')
                 log.flush()
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if checkpoint:
                 save(done)
     finally:
         bar.close()

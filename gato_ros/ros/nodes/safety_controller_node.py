@@ -43,11 +43,6 @@ from gato_ros.core.safety import SafetyConfig, SafetyFilter, SafetyOutput, Safet
 from gato_ros.ros import conversions, params
 from gato_ros.ros.params import SafetyNodeConfig
 
-DEFAULT_COMMAND_TOPICS = {
-    'forward_position': '/forward_position_controller/commands',
-    'forward_velocity': '/forward_velocity_controller/commands',
-    'joint_trajectory': '/joint_trajectory_controller/joint_trajectory',
-}
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 _NUMBERS = re.compile(r'[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -59,9 +54,7 @@ class SafetyControllerNode(Node):
         cfg = self.config = params.declare(self, SafetyNodeConfig)
         self.profile = load_profile(cfg.robot)
         self.interface = cfg.command_interface or self.profile.command_interface
-        same = self.interface == self.profile.command_interface
-        self.command_topic = cfg.command_topic or (self.profile.command_topic if same
-                                                   else DEFAULT_COMMAND_TOPICS[self.interface])
+        self.command_topic = cfg.command_topic or self.profile.command_topic_for(self.interface)
         self.gripper_topic = cfg.gripper_topic or self.profile.gripper_topic
         self.period = 1.0 / cfg.rate
         velocity = self.interface == 'forward_velocity'
