@@ -18,7 +18,7 @@ from gato_ros import __version__
 
 COMMANDS = {
     'demo': 'Bring up sim + policy + safety over ROS 2 topics and stack blocks',
-    'bringup': 'Run policy_node and safety_controller_node in one process for a real or simulated arm',
+    'bringup': 'Run policy_node and safety_controller_node (in a child process) for a real or simulated arm',
     'info': 'Print a model preset\'s shape and parameter counts',
     'bench': 'Benchmarks: engine (one control step) and safety (one filter tick)',
     'sim': 'Embedded MuJoCo simulation: run the scripted expert',

@@ -92,7 +92,7 @@ def test_log_level_reaches_the_ros_nodes():  # 9 s here
     proc = gato_ros('--log-level', 'warn', 'bringup', '--robot', 'ur5e', '--allow-random-weights')
     lines = []
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not any('step skipped' in line for line in lines):  # spinning
+    while time.monotonic() < deadline and not any('RANDOM WEIGHTS' in line for line in lines):  # starting
         line = proc.stdout.readline()
         if not line:
             break

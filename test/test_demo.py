@@ -22,6 +22,14 @@ def test_expert_demo_stacks_through_the_topics(tmp_path, monkeypatch, capsys):
     # first few for a busy subscriber, hence a tolerance of a few ticks' motion.
     assert summary['start_offset_rad_max'] < 0.15
     assert summary['policy_hz'] > 5 and summary['commands']['rate_hz'] > 20
+    # Who drove and the live-loop figures (measured, not asserted on time: `gato-ros demo --json` reports them).
+    assert summary['driver'] == 'the scripted expert'
+    deadline, ticks = summary['policy_deadline'], summary['safety_sim_time']
+    assert deadline['deadline_ms'] == 80.0 and deadline['steps'] == summary['policy_latency']['count'] > 0
+    assert 0 <= deadline['missed'] <= deadline['steps']
+    assert ticks['configured_hz'] == 250.0 and ticks['count'] >= episode['commands'] - 5
+    assert ticks['rate_fraction'] == pytest.approx(ticks['rate_hz'] / 250.0, abs=1e-3)
+    assert ticks['longest_gap_ticks'] >= 1.0
     assert 0.3 < summary['realtime_factor'] <= 1.1
     frames = imageio.get_reader(summary['video']).count_frames()
     assert frames >= 5 * episode['sim_time'], 'about 10 frames per sim second'

@@ -4,6 +4,7 @@
   gato-ros demo --robot sawyer --episodes 1 --json
   gato-ros demo --checkpoint PATH                 # a trained Gato checkpoint drives the arm
   gato-ros demo --expert                          # the scripted expert drives (same topics)
+  gato-ros demo --checkpoint PATH --realtime      # SCHED_FIFO per process: keeps the deadlines on a busy machine
 
 Without --checkpoint it uses the committed checkpoint (checkpoints/gato-stack) if there is one, else the scripted
 expert (and says so). Prints one line per episode and a summary (--json: one JSON object as the last line);
@@ -16,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from gato_ros.ros.placement import REALTIME_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--robot', choices=('ur5e', 'sawyer'), default='ur5e', help='default ur5e')
@@ -27,16 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='seed of the first episode (default 1000000: held out from training, like eval)')
     parser.add_argument('--out', type=Path, default=Path('runs/demo'), help='output directory (default runs/demo)')
     parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
+    parser.add_argument('--realtime', action='store_true', help=REALTIME_HELP)
     parser.add_argument('--json', action='store_true', help='print the summary as one JSON object, last line')
 
 
 def _print_summary(summary: dict) -> None:
-    latency, commands = summary['policy_latency'], summary['commands']
-    print(f"success rate {summary['success_rate']:.0%} over {summary['episodes']} episodes ({summary['mode']}); "
-          f"policy {summary['policy_hz']} Hz, latency p50 {latency['p50_ms']} ms / "
-          f"p99 {latency['p99_ms']} ms; safety commands {commands['rate_hz']} Hz, interval jitter "
-          f"std {commands['jitter_std_ms']} ms / p99 {commands['interval']['p99_ms']} ms, "
-          f"{summary['commands_outside_limits']} outside the joint limits; real-time factor "
+    latency, deadline, ticks = summary['policy_latency'], summary['policy_deadline'], summary['safety_sim_time']
+    inside = deadline['inside_fraction']
+    print(f"success rate {summary['success_rate']:.0%} over {summary['episodes']} episodes; "
+          f"{summary['driver']} drove: step latency p50 {latency['p50_ms']} ms / p99 {latency['p99_ms']} ms, "
+          f"{deadline['steps'] - deadline['missed']}/{deadline['steps']} steps inside the {deadline['deadline_ms']} ms "
+          f"deadline ({'n/a' if inside is None else f'{inside:.1%}'}), {summary['policy_hz']} Hz proposals, "
+          f"{summary['policy_holds']} holds")
+    print(f"safety controller: {ticks['rate_hz']} of {ticks['configured_hz']} commands per sim second "
+          f"({ticks['rate_fraction']:.1%}), longest gap {ticks['longest_gap_ticks']} ticks; "
+          f"{summary['commands_outside_limits']} commands outside the joint limits; real-time factor "
           f"{summary['realtime_factor']}; {summary['seconds']} s wall")
     print(f"video {summary['video']}, success frame {summary['success_png']}")
 
@@ -48,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         options = DemoOptions(robot=args.robot, episodes=args.episodes, checkpoint=args.checkpoint,
-                              expert=args.expert, seed=args.seed, out=args.out, max_time=args.max_time)
+                              expert=args.expert, seed=args.seed, out=args.out, max_time=args.max_time,
+                              realtime=args.realtime)
     except ValueError as exc:
         print(f'gato-ros demo: {exc}', file=sys.stderr)
         return 2

@@ -51,3 +51,35 @@ class RateSummary:
         jitter = None if self.jitter_std_ms is None else round(self.jitter_std_ms, digits)
         return {'rate_hz': round(self.rate_hz, digits), 'jitter_std_ms': jitter,
                 'interval': self.interval.to_dict(digits)}
+
+
+@dataclass(frozen=True)
+class TickSummary:
+    """The commands of a fixed-rate loop from their stamps (s, on one clock: wall, or sim time in the demo): the
+    rate against the configured one and the longest gap between two commands, in ms and in ticks."""
+    count: int
+    configured_hz: float
+    rate_hz: float               # gaps / their total span; 0.0 with fewer than two stamps in every run
+    rate_fraction: float         # rate_hz / configured_hz
+    longest_gap_ms: float | None
+    longest_gap_ticks: float | None
+    gaps_over_limit: int | None  # gaps longer than limit_ms (None without a limit)
+    limit_ms: float | None
+
+    @classmethod
+    def from_runs(cls, runs, configured_hz: float, limit_s: float | None = None) -> 'TickSummary':
+        """`runs`: the stamps of each run (e.g. one per demo episode); the gaps between runs are not counted."""
+        runs = [np.asarray(run, dtype=np.float64).ravel() for run in runs]
+        count = int(sum(run.size for run in runs))
+        gaps = np.concatenate([np.diff(run) for run in runs if run.size > 1] or [np.zeros(0)])
+        span = float(gaps.sum())
+        limit_ms = None if limit_s is None else limit_s * 1e3
+        if span <= 0.0:
+            return cls(count, configured_hz, 0.0, 0.0, None, None, None if limit_s is None else 0, limit_ms)
+        rate, longest = gaps.size / span, float(gaps.max())
+        return cls(count, configured_hz, rate, rate / configured_hz if configured_hz else 0.0, longest * 1e3,
+                   longest * configured_hz, None if limit_s is None else int((gaps > limit_s).sum()), limit_ms)
+
+    def to_dict(self, digits: int = 3) -> dict:
+        return {k: v if v is None or isinstance(v, int) else round(v, digits) for k, v in asdict(self).items()}
+

@@ -1,7 +1,12 @@
-"""The node runtime, below every node: rclpy start-up, the executor, spinning, signals, clean shutdown.
+"""The node runtime, below every node: rclpy start-up, the executor, spinning, signals, clean shutdown (where a
+process runs, CPUs and SCHED_FIFO, is ros/placement.py).
 
 rclpy's own signal handlers are off: SIGINT/SIGTERM only stop the spinning, so the context stays valid and the
 safety controller can still publish its braking commands (its close()) before the process exits 0.
+
+The executor is rclpy's EventsExecutor (C++, one thread). rclpy's Python executors rebuild their wait set in Python
+on every wake-up: that held the GIL for ~75 % of the time it was held at all in a one-process bringup (py-spy,
+docs/design.md "Processes and timing").
 """
 
 from __future__ import annotations
@@ -13,26 +18,11 @@ import threading
 import time
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-EXECUTOR_THREADS = 4  # safety tick, policy step, watchdog + input callbacks never wait on each other
-# Python hands the GIL to a waiting thread only every switch interval (default 5 ms): with the policy's Python
-# code in the same process, a 250 Hz tick (4 ms period) would wait that long. 0.5 ms keeps the tick on time.
-GIL_SWITCH_INTERVAL = 0.0005
 SPIN_PERIOD = 0.05  # s: how often spinning looks at its stop condition (Ctrl-C, an episode's end) when idle
-
-
-class _Executor(MultiThreadedExecutor):
-    """MultiThreadedExecutor whose shutdown first waits for the callbacks still queued in its thread pool.
-    Jazzy's (rclpy 7.1) destroys its guard condition at once, and a callback finishing later fails on it."""
-
-    def shutdown(self, timeout_sec=None) -> bool:
-        pool = getattr(self, '_executor', None)  # the ThreadPoolExecutor; private, hence the guard
-        if pool is not None:
-            pool.shutdown(wait=True)
-        return super().shutdown(timeout_sec)
 
 
 def init(args) -> None:
@@ -52,18 +42,22 @@ def stop_on_signals():
             signal.signal(sig, handler)
 
 
-def spin_until(nodes: list[Node], until, timeout: float = float('inf'), threads: int = EXECUTOR_THREADS) -> bool:
+def make_executor():
+    # EventsExecutor() enables faulthandler on sys.stderr, which fails when that is no file (pytest's capture, an
+    # embedding application); its crash reports then go to the process's own stderr.
+    with contextlib.redirect_stderr(sys.__stderr__):
+        return EventsExecutor()
+
+
+def spin_until(nodes: list[Node], until, timeout: float = float('inf')) -> bool:
     """Spin `nodes` in this thread until until() or `timeout` (wall s) and return until(); the nodes stay alive.
 
-    threads=1 runs every callback in this thread (a node whose EGL renderer is bound to one thread); more
-    threads run them in a pool. A callback's exception propagates. Spinning in the caller's thread means the
-    signal handlers run between waits and no other thread is left inside the executor when it shuts down.
+    Every callback runs in this thread (right too for a node whose EGL renderer is bound to one thread); work that
+    takes long runs in a node's own thread (policy_node's step, sim_node's cameras). A callback's exception
+    propagates. Spinning in the caller's thread means the signal handlers run between waits and no other thread is
+    left inside the executor when it shuts down.
     """
-    if threads == 1:
-        executor = SingleThreadedExecutor()
-    else:
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-        executor = _Executor(num_threads=threads)
+    executor = make_executor()
     for node in nodes:
         executor.add_node(node)
     deadline = time.monotonic() + timeout
@@ -75,20 +69,17 @@ def spin_until(nodes: list[Node], until, timeout: float = float('inf'), threads:
         executor.shutdown(timeout_sec=5.0)
 
 
-def spin(nodes: list[Node], threads: int = EXECUTOR_THREADS) -> int:
-    """Spin until SIGINT/SIGTERM (or a callback raises), then stop the arm cleanly and shut rclpy down."""
+def spin(nodes: list[Node], until=lambda: False) -> int:
+    """Spin until SIGINT/SIGTERM, until() (or a callback raises), then stop the arm cleanly and shut rclpy down."""
     failure = None
     with stop_on_signals() as stop:
         try:
-            spin_until(nodes, stop.is_set, threads=threads)
+            spin_until(nodes, lambda: stop.is_set() or until())
         except Exception as exc:  # a callback raised: stop the arm, report, exit non-zero
             failure = exc
         finally:
             for node in nodes:
-                close = getattr(node, 'close', None)
-                sent = close() if close is not None else None
-                if sent is not None:
-                    node.get_logger().info(f'shutdown: {sent} braking commands published')
+                close_node(node)
             for node in nodes:
                 node.destroy_node()
             rclpy.try_shutdown()
@@ -98,6 +89,14 @@ def spin(nodes: list[Node], threads: int = EXECUTOR_THREADS) -> int:
     return 0
 
 
+def close_node(node: Node) -> None:
+    """A node's close(), if it has one (the safety controller brakes to a hold and says with how many commands)."""
+    close = getattr(node, 'close', None)
+    sent = close() if close is not None else None
+    if sent is not None:
+        node.get_logger().info(f'shutdown: {sent} braking commands published')
+
+
 def startup_failed(what: str, exc: BaseException) -> int:
     # Configuration errors carry their own explanation; a traceback would bury it.
     print(f'{what} failed to start: {type(exc).__name__}: {exc}', file=sys.stderr)
@@ -105,11 +104,11 @@ def startup_failed(what: str, exc: BaseException) -> int:
     return 1
 
 
-def run_node_main(node_cls, args=None, threads: int = EXECUTOR_THREADS) -> int:
+def run_node_main(node_cls, args=None) -> int:
     """Entry point of one node process: `policy_node --ros-args -p robot:=sawyer ...`."""
     init(sys.argv if args is None else args)
     try:
         node = node_cls()
     except Exception as exc:
         return startup_failed(node_cls.__name__, exc)
-    return spin([node], threads)
+    return spin([node])

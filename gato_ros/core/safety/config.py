@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+UR_COMMAND_TIMEOUT = 0.040  # s: a UR e-Series stops its program after this long without a command
 _PER_JOINT = ('lower', 'upper', 'velocity', 'acceleration', 'max_step', 'resync_tolerance')
 
 

@@ -181,8 +181,9 @@ class StackingSim:
                           failed=bool(failed), reason=reason)
 
     # ----------------------------------------------------------------------------------------- cameras
-    def render(self) -> dict[str, np.ndarray]:
-        """camera name -> uint8 (H, W, 3). The renderer (and its GL context) is made on first use."""
+    def render(self, data: mujoco.MjData | None = None) -> dict[str, np.ndarray]:
+        """camera name -> uint8 (H, W, 3) of `data` (default: the live state; a copy lets a render thread work while
+        the physics steps on). The renderer (and its GL context, bound to the calling thread) is made on first use."""
         if self._renderer is None:
             size = self.config.image_size
             self._renderer = mujoco.Renderer(self.model, size, size)
@@ -193,7 +194,8 @@ class StackingSim:
             self._scene_option.geomgroup[0] = False  # the URDF's collision geoms duplicate its visuals
         images = {}
         for name in self.config.cameras:
-            self._renderer.update_scene(self.data, camera=name, scene_option=self._scene_option)
+            self._renderer.update_scene(self.data if data is None else data, camera=name,
+                                        scene_option=self._scene_option)
             images[name] = self._renderer.render()
         return images
 

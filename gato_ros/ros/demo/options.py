@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -19,6 +17,7 @@ class DemoOptions:
     max_time: float = 30.0              # episode limit (sim seconds), > 0
     video_fps: float = 10.0             # frames per sim second in the video, 1..30
     upscale: int = 4                    # nearest-neighbour magnification of the 64 px camera images, 1..16
+    realtime: bool = False              # SCHED_FIFO and CPU placement per process (ros/bringup.placements)
 
     def __post_init__(self):
         checks = {'expert': (not (self.expert and self.checkpoint), 'False when a checkpoint is given'),
@@ -45,4 +44,7 @@ class EpisodeReport:
     proposal_times: list = field(default_factory=list)   # monotonic receive times of non-empty proposals
     holds: int = 0                  # empty "hold" proposals (policy skipped a step)
     latencies: list = field(default_factory=list)        # policy step latencies (s)
-    command_intervals: np.ndarray = field(default_factory=lambda: np.zeros(0))  # safety publish intervals (s)
+    deadline: float | None = None   # s, the policy's step deadline
+    safety_rate: float | None = None  # Hz, the safety controller's configured rate
+    command_times: list = field(default_factory=list)    # safety publications, monotonic (s)
+    command_stamps: list = field(default_factory=list)   # the same, the filter's (sim) time of each command (s)

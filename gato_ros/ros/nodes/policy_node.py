@@ -1,7 +1,9 @@
 """policy_node: cameras + /joint_states -> Gato step at a fixed rate -> ~/proposal (JointTrajectory), ~/gripper.
 
-Callbacks only store the latest message. A fixed-rate timer builds the observation from the freshest inputs, runs
-the policy and publishes the proposal. A step is skipped and reported (~/status + log) when an input is missing,
+Callbacks only store the latest message. A fixed-rate timer wakes the step thread, which builds the observation
+from the freshest inputs, runs the policy and publishes the proposal: the step (tens of ms) never holds up the
+executor, so inputs keep arriving and the watchdog keeps watching while it runs; a tick that comes while a step is
+still running is dropped (no backlog). A step is skipped and reported (~/status + log) when an input is missing,
 stale or malformed, or the step misses its deadline; then the node publishes an empty JointTrajectory, which the
 safety controller takes as "no valid proposal: brake to a hold". A 50 Hz watchdog does the same as soon as an
 input turns stale, so the arm starts braking stale_timeout after the last frame, not up to a period later.
@@ -138,7 +140,11 @@ class PolicyNode(Node):
         self.tool_path_pub = self.create_publisher(Marker, '~/tool_path', COMMAND_QOS)
         self.envelope_pub = self.create_publisher(MarkerArray, '~/envelope', LATCHED_QOS)
         self.envelope_pub.publish(markers.envelope(self.profile, self.frame))
-        self.create_timer(1.0 / self.config.rate, self.step, MutuallyExclusiveCallbackGroup())
+        self._step_wanted = threading.Event()
+        self._stepper = threading.Thread(target=self._step_loop, name='policy-step', daemon=True)
+        self._stepper.start()
+        self._step_failure: BaseException | None = None
+        self.create_timer(1.0 / self.config.rate, self._wake_step, MutuallyExclusiveCallbackGroup())
         self.create_timer(WATCHDOG_PERIOD, self._watchdog, MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0 / self.config.diagnostics_rate, self._publish_diagnostics,
                           MutuallyExclusiveCallbackGroup())
@@ -185,10 +191,31 @@ class PolicyNode(Node):
             if not self._closed:
                 self._step()
 
+    def _wake_step(self):
+        if self._step_failure is not None:  # raised here, on the executor, so the process stops like on any callback
+            raise self._step_failure
+        self._step_wanted.set()
+
+    def _step_loop(self):
+        while not self._closed:
+            self._step_wanted.wait()
+            self._step_wanted.clear()
+            try:
+                self.step()
+            except Exception as exc:
+                self._step_failure = exc
+                return
+
     def close(self):
         """Stop stepping and publishing; waits for a running step."""
         with self._step_lock, self._publish_lock:
             self._closed = True
+        self._step_wanted.set()
+        self._stepper.join()
+
+    def destroy_node(self):
+        self.close()
+        super().destroy_node()
 
     def _step(self):
         now = self._now()
@@ -282,6 +309,8 @@ class PolicyNode(Node):
             log.error(f'step skipped, {status.name}: {reason}', throttle_duration_sec=1.0)
         elif changed and status is PolicyNodeStatus.OK:
             log.info(f'stepping: {reason}')
+        elif changed and status is PolicyNodeStatus.WAITING_FOR_INPUT:  # start-up: not a fault yet
+            log.info(f'step skipped, {status.name}: {reason}')
         elif changed:
             log.warning(f'step skipped, {status.name}: {reason}')
 

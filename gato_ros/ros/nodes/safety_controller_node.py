@@ -11,8 +11,9 @@ publishing every step.
 
 The tick and diagnostics timers run on the steady (wall) clock, whatever clock the node uses: on sim time a /clock
 that stops advancing for stale_timeout, or goes backwards, brakes to a hold with STALE_INPUT 'clock: ...' instead of
-silencing the controller. A rejected /joint_states (duplicate or missing names, non-finite, outside the URDF limits,
-a jump faster than the joint can move) brakes on that tick. ~/proposal is followed from one publisher only
+silencing the controller. On sim time a second tick timer follows /clock, so every sim period gets its command.
+A rejected /joint_states (duplicate or missing names, non-finite, outside the URDF limits, a jump faster than the
+joint can move) brakes on that tick. ~/proposal is followed from one publisher only
 (proposal_publisher, or the first one seen); see docs/safety.md.
 
   safety_controller_node --ros-args -p robot:=ur5e -p command_interface:=forward_position
@@ -45,6 +46,7 @@ from gato_ros.ros.params import SafetyNodeConfig
 
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 _NUMBERS = re.compile(r'[-+]?\d+(\.\d+)?(e[-+]?\d+)?')
+LOG_REPEAT = 1.0  # s: a code logged again for another reason within this is not logged again (it is on ~/status)
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
@@ -82,6 +84,8 @@ class SafetyControllerNode(Node):
         self._status = (SafetyStatus.STALE_INPUT, 'no /joint_states yet: no command published')
         self._joint_fault: str = ''      # the newest /joint_states was rejected: why (brake until a valid one)
         self._proposal_fault: str = ''   # the newest proposal was rejected or ignored: why
+        self._followed = False           # a proposal has been accepted (until then a hold is the start-up state)
+        self._logged_at = -LOG_REPEAT    # monotonic time of the last status log line
         # Clock watchdog (wall time): last ROS time seen advancing and when; a backwards jump being braked.
         self._clock_progress: tuple[float, float] | None = None
         self._clock_back = ''
@@ -90,7 +94,10 @@ class SafetyControllerNode(Node):
         self.ignored_proposals = 0
         self._command_publishers: tuple[str, ...] = ()
         self.output: SafetyOutput | None = None
-        self.publish_times = collections.deque(maxlen=int(cfg.rate * 10))  # monotonic, for rate and jitter
+        # Publication times for rate, jitter and gaps: monotonic, and the filter's time of each command (the node's
+        # clock: sim time in the demo).
+        self.publish_times = collections.deque(maxlen=int(cfg.rate * 120))
+        self.publish_stamps = collections.deque(maxlen=int(cfg.rate * 120))
         self._lock = threading.Lock()  # tick, services, diagnostics and close never interleave
         self._closed = False
 
@@ -113,7 +120,12 @@ class SafetyControllerNode(Node):
         self.create_service(Trigger, '~/reset', self._on_reset, callback_group=loop)
         # Both timers on the steady clock: a stalled or backwards /clock must not silence the controller.
         wall = Clock(clock_type=ClockType.STEADY_TIME)
-        self.timer = self.create_timer(self.period, self.tick, loop, clock=wall)
+        self._tick_timers = [self.create_timer(self.period, self.tick, loop, clock=wall)]
+        if self.get_parameter('use_sim_time').value:
+            # Also tick on each sim period as /clock reaches it: a wall timer alone beats against the sim's steps
+            # (two steps between two ticks give one command for two periods: 8-12 % of the commands lost in the
+            # demo). A tick finds the clock advanced or returns, so each sim period gets one command.
+            self._tick_timers.append(self.create_timer(self.period, self.tick, loop))
         self.create_timer(1.0 / cfg.diagnostics_rate, self._publish_diagnostics, MutuallyExclusiveCallbackGroup(),
                           clock=wall)
         self.get_logger().info(f'{self.profile.name}: {self.interface} on {self.command_topic} at {cfg.rate:g} Hz, '
@@ -208,6 +220,7 @@ class SafetyControllerNode(Node):
                 elif msg.points:
                     try:
                         self._proposal = conversions.trajectory_to_proposal(msg, self.profile.joint_names)
+                        self._followed = True
                     except ValueError as exc:
                         self._proposal_fault = f'proposal rejected: {exc}: braking'
 
@@ -263,7 +276,7 @@ class SafetyControllerNode(Node):
         if not clock:
             self._last_tick = now
         out = self.filter.tick(now, q, qd, self._proposal, now - stamp, self._speed_scale, self._estop, fault=fault)
-        self._send(out)
+        self._send(out, now)
         if self._clock_back and not np.any(out.velocities) and self.filter.restart_clock():
             self.get_logger().warning('clock went backwards: command at rest, restarting on the new time')
             self._clock_back, self._last_tick = '', None
@@ -287,9 +300,9 @@ class SafetyControllerNode(Node):
         q, qd, stamp = self._measured
         now = self._now()
         self._last_tick = now
-        self._send(self.filter.tick(now, q, qd, self._proposal, now - stamp, self._speed_scale, self._estop))
+        self._send(self.filter.tick(now, q, qd, self._proposal, now - stamp, self._speed_scale, self._estop), now)
 
-    def _send(self, out: SafetyOutput):
+    def _send(self, out: SafetyOutput, now: float):
         self.output = out
         if self.interface == 'forward_position':
             self.command_pub.publish(conversions.float64_array(out.positions))
@@ -299,6 +312,7 @@ class SafetyControllerNode(Node):
             self.command_pub.publish(conversions.trajectory_command(self.profile.joint_names, out.positions,
                                                                     out.velocities, self.period))
         self.publish_times.append(time.monotonic())
+        self.publish_stamps.append(now)
         gripper = self._gripper
         if gripper is not None and gripper != self._sent_gripper and not self.filter.estop_latched:
             if np.isfinite(gripper):
@@ -313,7 +327,8 @@ class SafetyControllerNode(Node):
         step. Returns the number of commands sent. Paces itself and keeps its own time (the executor is gone)."""
         with self._lock:
             self._closed = True
-            self.timer.cancel()
+            for timer in self._tick_timers:
+                timer.cancel()
             return self._brake_to_hold()
 
     def _brake_to_hold(self) -> int:
@@ -325,7 +340,7 @@ class SafetyControllerNode(Node):
         while time.monotonic() < deadline:
             now += self.period
             out = self.filter.tick(now, q, qd, None, 0.0, self._speed_scale, self._estop)
-            self._send(out)
+            self._send(out, now)
             sent += 1
             if not np.any(out.velocities):
                 break
@@ -338,8 +353,8 @@ class SafetyControllerNode(Node):
     # -- reporting -----------------------------------------------------------------------------------------------
 
     def command_stats(self) -> dict[str, float]:
-        """Measured command rate (Hz) and interval jitter (ms) over the last publications."""
-        intervals = np.diff(np.asarray(self.publish_times))
+        """Measured command rate (Hz) and interval jitter (ms) over the last 10 s of publications."""
+        intervals = np.diff(np.asarray(self.publish_times)[-int(self.config.rate * 10):])
         if intervals.size < 2:
             return {'rate_hz': 0.0, 'interval_mean_ms': 0.0, 'jitter_std_ms': 0.0, 'interval_p99_ms': 0.0,
                     'interval_max_ms': 0.0}
@@ -357,9 +372,17 @@ class SafetyControllerNode(Node):
         if status is previous[0] and _NUMBERS.sub('#', reason) == _NUMBERS.sub('#', previous[1]):
             return
         self.status_pub.publish(String(data=f'{status.name}: {reason}'))
+        now = time.monotonic()
+        if status is previous[0] and now - self._logged_at < LOG_REPEAT:
+            return  # the same code for another reason (tool, then a link, at the table): ~/status has it
+        self._logged_at = now
         if status is SafetyStatus.OK:
             log.info('OK: following the proposal')
-        elif status is SafetyStatus.INVALID_INPUT or status is SafetyStatus.ESTOP:
+        elif status is not SafetyStatus.ESTOP and (self._closed or not self._followed):
+            # Holding before the first proposal was followed (inputs, /clock, discovery still arriving) or while
+            # shutting down is the expected state, not a fault: ~/status says the same at its level.
+            log.info(f"{'shutdown' if self._closed else 'starting, holding the arm'}: {status.name}: {reason}")
+        elif status is SafetyStatus.INVALID_INPUT:
             log.error(f'{status.name}: {reason}')
         else:
             log.warning(f'{status.name}: {reason}')

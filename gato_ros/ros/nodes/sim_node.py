@@ -10,8 +10,10 @@ forward_position and forward_velocity (Float64MultiArray, profile joint order), 
 Like the real forward controllers, the last command is kept: a position is held, a velocity keeps moving.
 
 Callbacks only store the latest message; a fixed-rate timer validates commands, advances the simulation by the
-elapsed wall time times rate_factor and publishes. ~/reset (std_srvs/Trigger) starts the next episode with the
-next seed; /clock keeps increasing across episodes.
+elapsed wall time times rate_factor and publishes /joint_states and /clock. The cameras render in a thread of their
+own, from a copy of the state taken between two steps: a frame pair costs ~10 ms of software GL here (it releases
+the GIL), which inside the tick held /clock back by 2-4 safety ticks at every frame. ~/reset (std_srvs/Trigger)
+starts the next episode with the next seed; /clock keeps increasing across episodes.
 
   sim_node --ros-args -p robot:=sawyer -p rate_factor:=2.0
 """
@@ -23,6 +25,7 @@ import sys
 import threading
 import time
 
+import mujoco
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -37,7 +40,10 @@ from gato_ros.core.sim import SimConfig, SimState, StackingSim
 from gato_ros.ros import conversions, params
 from gato_ros.ros.params import SimNodeConfig
 
-MAX_CATCH_UP = 0.1  # s of sim time one tick may advance after a stall; the rest is dropped, not replayed
+# Periods of sim time one tick may advance after a late tick; the rest is dropped, not replayed (the sim falls
+# behind the wall clock: real-time factor < 1). The arm meets each command for at most this much physics, so a
+# late tick never shows the safety controller a gap of more than ~3 of its ticks in sim time (0.1 s showed 25).
+MAX_CATCH_UP_TICKS = 2
 COMMAND_QOS = 1     # reliable, depth 1: only the newest command matters
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # joint_state_broadcaster, cameras
 
@@ -74,8 +80,11 @@ class SimNode(Node):
                              for name in cfg.cameras}
         self._last_wall = time.monotonic()
         self._debt = 0.0  # sim time owed to the wall clock, < one physics step after each tick
-        self._next_image = self._next_status = self._last_wall
-        self._sim_lock = threading.Lock()  # mj_step releases the GIL: privileged_state() must not read mid-step
+        self._next_status = self._last_wall
+        self._sim_lock = threading.Lock()  # mj_step releases the GIL: no reader (expert, cameras) sees a mid-step state
+        self._rendering = True
+        self._camera_thread = threading.Thread(target=self._camera_loop, name='sim-cameras', daemon=True)
+        self._camera_thread.start()
         self.create_timer(1.0 / cfg.rate, self._locked_tick)
         self.get_logger().info(f'{self.profile.name}: stack {cfg.task[0]} on {cfg.task[1]}, seed {self._seed}, '
                                f'{cfg.rate:g} Hz x{cfg.rate_factor:g}, cameras {list(cfg.cameras)} '
@@ -126,7 +135,9 @@ class SimNode(Node):
             self.get_logger().info(f'episode reset, seed {self._seed}')
         self._take_commands()
         timestep = self.sim.model.opt.timestep
-        self._debt = min(self._debt + (now - self._last_wall) * self.config.rate_factor, MAX_CATCH_UP)
+        cfg = self.config
+        self._debt = min(self._debt + (now - self._last_wall) * cfg.rate_factor,
+                         MAX_CATCH_UP_TICKS * cfg.rate_factor / cfg.rate)
         self._last_wall = now
         substeps = int(self._debt / timestep)
         if substeps:
@@ -135,9 +146,6 @@ class SimNode(Node):
             self.sim.step(self._command_at(self.sim.time + duration, duration), self._gripper, duration)
         self._publish_joint_states()
         self.clock_pub.publish(Clock(clock=conversions.to_time_msg(self.clock)))
-        if now >= self._next_image:
-            self._next_image = max(self._next_image + 1.0 / self.config.camera_rate, now)
-            self._publish_images()
         if now >= self._next_status:
             self._next_status = max(self._next_status + 1.0 / self.config.status_rate, now)
             self._publish_status()
@@ -182,9 +190,23 @@ class SimNode(Node):
         msg.header.stamp = conversions.to_time_msg(self.clock)
         self.joint_pub.publish(msg)
 
-    def _publish_images(self) -> None:
-        stamp = conversions.to_time_msg(self.clock)
-        for name, rgb in self.sim.render().items():
+    def _camera_loop(self) -> None:
+        """camera_rate frames from a copy of the state; the renderer's GL context is made and closed here."""
+        snapshot = mujoco.MjData(self.sim.model)
+        period, next_frame = 1.0 / self.config.camera_rate, time.monotonic()
+        try:
+            while self._rendering:
+                time.sleep(max(0.0, next_frame - time.monotonic()))
+                next_frame = max(next_frame + period, time.monotonic())
+                with self._sim_lock:
+                    mujoco.mj_copyData(snapshot, self.sim.model, self.sim.data)
+                    stamp = conversions.to_time_msg(self.clock)
+                self._publish_images(self.sim.render(snapshot), stamp)
+        finally:
+            self.sim.close()
+
+    def _publish_images(self, images: dict[str, np.ndarray], stamp) -> None:
+        for name, rgb in images.items():
             msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding='rgb8', step=rgb.shape[1] * 3,
                         data=rgb.tobytes())
             msg.header.stamp, msg.header.frame_id = stamp, name
@@ -201,7 +223,8 @@ class SimNode(Node):
             'failed': status.failed, 'reason': status.reason})))
 
     def destroy_node(self):
-        self.sim.close()
+        self._rendering = False
+        self._camera_thread.join()
         super().destroy_node()
 
 
@@ -217,7 +240,7 @@ def _values(data, length: int) -> np.ndarray:
 def main(args=None) -> int:
     from gato_ros.ros.runtime import run_node_main
 
-    return run_node_main(SimNode, args, threads=1)  # one thread: the EGL renderer is bound to it
+    return run_node_main(SimNode, args)  # one executor thread: the EGL renderer is bound to its camera thread
 
 
 if __name__ == '__main__':
