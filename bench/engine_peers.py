@@ -140,17 +140,17 @@ class TransformersPeer:
 
     def prefill_past(self, seq) -> None:
         with torch.inference_mode():
-            self.llama(inputs_embeds=self.embed(**sequence_tensors(seq)), past_key_values=self.cache, use_cache=True)
+            self.llama(inputs_embeds=self.embed(**sequence_tensors(seq)), cache=self.cache, use_cache=True)
         self.past = self.cache.get_seq_length()
 
     def step(self, obs_and_sep) -> np.ndarray:
         with torch.inference_mode():
-            out = self.llama(inputs_embeds=self.embed(**sequence_tensors(obs_and_sep)), past_key_values=self.cache,
+            out = self.llama(inputs_embeds=self.embed(**sequence_tensors(obs_and_sep)), cache=self.cache,
                              use_cache=True, logits_to_keep=1)
             bins = []
             for _ in range(ACTIONS):
                 bins.append(out.logits[0, -1].argmax())
-                out = self.llama(input_ids=bins[-1].view(1, 1), past_key_values=self.cache, use_cache=True)
+                out = self.llama(input_ids=bins[-1].view(1, 1), cache=self.cache, use_cache=True)
             self.cache.crop(self.past - self.cache.get_seq_length())   # back to the past tokens only
         return torch.stack(bins).numpy()
 
