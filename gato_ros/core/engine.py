@@ -328,6 +328,7 @@ class GatoEngine:
             bins[a:a + 1] = self._pick(logits)
             logits = self._decode(bins[a:a + 1], *self._place(p, 1))
         return bins, all_logits
+
     def _step_recompute(self, obs: TokenSequence) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference path: score each action token with a full forward over the window (no cache)."""
         A = self.config.action_dim
