@@ -20,7 +20,6 @@ A script of its own, not a `gato-ros bench` entry: the peers are optional packag
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gato_ros.benchmarks import OneLineParser
 from gato_ros.benchmarks.engine import ACTIONS, GATO_WINDOW, random_observation, steady_engines, step_engine
 from gato_ros.core.engine import EngineConfig
 from gato_ros.core.model import PRESETS, Gato, sequence_tensors
@@ -214,7 +214,7 @@ def compare(preset: str, options: dict, steps: int, warmup: int, threads: int, f
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='bench/engine_peers.py', description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='bench/engine_peers.py', description=__doc__.splitlines()[0])
     parser.add_argument('--presets', nargs='+', default=['tiny', 'small', 'gato-79m'], choices=sorted(PRESETS))
     parser.add_argument('--dtype', choices=('fp32', 'bf16'), default=None, help='our second run: dtype')
     parser.add_argument('--quantize', choices=('int8',), default=None, help='our second run: int8 weights')

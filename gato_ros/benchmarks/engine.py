@@ -20,7 +20,6 @@ Layout: 2 cameras at 64x64 (32 patches) + 15 proprio values + '|', 5 action toke
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -28,6 +27,7 @@ import time
 import numpy as np
 import torch
 
+from gato_ros.benchmarks import OneLineParser
 from gato_ros.core.engine import EngineConfig, GatoEngine
 from gato_ros.core.model import PRESETS, Gato, GatoConfig
 from gato_ros.core.tokenizer import NUM_BINS, TokenSequence, tokenize_observation, tokenize_timestep
@@ -176,7 +176,7 @@ def _bounds(cfg: GatoConfig, result: dict, config: EngineConfig, machine: dict, 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='gato-ros bench engine', description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='gato-ros bench engine', description=__doc__.splitlines()[0])
     parser.add_argument('--preset', default='tiny', choices=sorted(PRESETS))
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (default cpu)")
     parser.add_argument('--dtype', choices=('fp32', 'bf16'), default=None, help='default: bf16 on CUDA, fp32 on CPU')

@@ -4,13 +4,13 @@ The loop runs like the safety controller: 500 Hz ticks, a fresh policy proposal 
 joints toward random targets around the ready pose (some run into the workspace bounds). Only tick() is timed.
 """
 
-import argparse
 import collections
 import json
 import time
 
 import numpy as np
 
+from gato_ros.benchmarks import OneLineParser
 from gato_ros.core.robots import Kinematics, load_profile
 from gato_ros.core.robots.kinematics import LinkGeometry
 from gato_ros.core.safety import Proposal, SafetyConfig, SafetyFilter
@@ -20,7 +20,7 @@ SPREAD = 0.6          # rad: std of the random joint targets; wide enough that s
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='gato-ros bench safety', description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='gato-ros bench safety', description=__doc__.splitlines()[0])
     parser.add_argument('--robot', choices=('ur5e', 'sawyer'), default='ur5e')
     parser.add_argument('--ticks', type=int, default=20000, help='timed ticks (default 20000)')
     parser.add_argument('--seed', type=int, default=0)
