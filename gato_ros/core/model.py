@@ -236,16 +236,21 @@ class Gato(nn.Module):
         With config.attention_window, the first `sinks` tokens stay in every query's view (attention_mask)."""
         if tokens.shape[1] > self.config.context:
             raise ValueError(f'sequence of {tokens.shape[1]} tokens exceeds context {self.config.context}')
-        x = self.embed(tokens, local_pos, patches, patch_rows, patch_cols)
-        mask = attention_mask(tokens.shape[1], self.config.attention_window, sinks, tokens.device)
-        for block in self.blocks:
-            x = block(x, attn_mask=mask)
+        x = self.trunk(self.embed(tokens, local_pos, patches, patch_rows, patch_cols), sinks)
         logits = self.head(x, rows)
         loss = None
         if loss_mask is not None:
             target_mask = loss_mask[:, 1:] & (tokens[:, 1:] >= 0)
             loss = F.cross_entropy(logits[:, :-1][target_mask].float(), tokens[:, 1:][target_mask])
         return logits, loss
+
+    def trunk(self, x: torch.Tensor, sinks: int = 0) -> torch.Tensor:
+        """The blocks over embedded inputs x (B, T, d): causal, or under config.attention_window with the first
+        `sinks` tokens in view (attention_mask). Every full forward (training, diagnosis) goes through here."""
+        mask = attention_mask(x.shape[1], self.config.attention_window, sinks, x.device)
+        for block in self.blocks:
+            x = block(x, attn_mask=mask)
+        return x
 
     def forward_cached(self, x, kv_cache, input_pos, attn_mask, rows: slice | None = None):
         """Embedded inputs x (1, T, d) at cache slots input_pos (T,) -> head logits of the LAST position
