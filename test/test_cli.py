@@ -45,6 +45,11 @@ BAD_INPUTS = [
      'gato-ros train: {tmp}: no usable episodes'),
     ('sim-task-red-pink', ['sim', 'expert', '--task', 'red', 'pink'],
      "gato-ros sim: SimConfig.task=('red', 'pink') is invalid"),
+    ('bench-engine-int8-fp32', ['bench', 'engine', '--quantize', 'int8'],
+     "gato-ros bench engine: EngineConfig.quantize='int8' needs dtype='bf16'"),
+    ('bench-engine-steps-0', ['bench', 'engine', '--steps', '0'], 'gato-ros bench engine: --steps must be >= 1'),
+    ('bench-engine-cuda-without-cuda', ['bench', 'engine', '--device', 'cuda'],
+     'gato-ros bench engine: --device cuda: no CUDA device is available'),
     ('unknown-command', ['fly'], "gato-ros: argument COMMAND: invalid choice: 'fly'"),
     ('unknown-log-level', ['--log-level', 'loud', 'info'], "gato-ros: argument --log-level: invalid choice: 'loud'"),
 ]

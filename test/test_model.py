@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gato_ros.commands import info
-from gato_ros.core.model import PRESETS, Gato, GatoConfig, sequence_tensors
+from gato_ros.core.model import PRESETS, Gato, GatoConfig, attention_mask, sequence_tensors
 from gato_ros.core.tokenizer import CONTINUOUS_OFFSET, TokenSequence, tokenize_observation, tokenize_timestep
 
 MICRO = GatoConfig(n_layer=2, d_model=64, n_head=2, head_dim=32, d_ff=128, patch_channels=32)
@@ -36,10 +36,34 @@ def test_presets_match_design_table():
 
 @pytest.mark.parametrize('field, value, match', [
     ('n_layer', 0, 'n_layer'), ('d_model', -1, 'd_model'), ('patch_channels', 48, 'patch_channels'),
-    ('dropout', 1.0, 'dropout'), ('n_head', 2.5, 'n_head'), ('context', 1, 'context')])
+    ('dropout', 1.0, 'dropout'), ('n_head', 2.5, 'n_head'), ('context', 1, 'context'),
+    ('attention_window', -1, 'attention_window')])
 def test_config_errors_name_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):
         dataclasses.replace(MICRO, **{field: value})
+
+
+def test_attention_window_mask_and_forward():
+    assert attention_mask(5, 0) is None
+    expected = [[1, 0, 0, 0, 0],
+                [1, 1, 0, 0, 0],
+                [1, 1, 1, 0, 0],
+                [1, 0, 1, 1, 0],    # window 2: itself and one before, plus the first token (a sink)
+                [1, 0, 0, 1, 1]]
+    assert attention_mask(5, 2, sinks=1).int().tolist() == expected
+    rng = np.random.default_rng(1)
+    seq = sequence_tensors(TokenSequence.concat([tokenize_timestep(_obs(rng), np.zeros(3)) for _ in range(3)]))
+    torch.manual_seed(0)
+    full = Gato(MICRO).eval()
+    wide, narrow = (Gato(dataclasses.replace(MICRO, attention_window=w)).eval() for w in (1024, 4))
+    for m in (wide, narrow):
+        m.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        reference = full(**seq)[0]
+        torch.testing.assert_close(wide(**seq)[0], reference)              # a window past the sequence: no change
+        limited = narrow(**seq)[0]
+    assert torch.allclose(limited[:, :4], reference[:, :4], atol=1e-5)      # the first 4 tokens see everything
+    assert not torch.allclose(limited[:, 4:], reference[:, 4:], atol=1e-3)
 
 
 def test_config_round_trip_and_unknown_field():

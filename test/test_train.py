@@ -51,9 +51,10 @@ def _dataset() -> EpisodeDataset:
 CHECKPOINT_CONFIG = {'model': {}, 'tokenizer': {}, 'robot': {'joint_names': ['j']}, 'stats': {}}
 
 
-def test_loss_is_cross_entropy_on_action_targets_only():
+@pytest.mark.parametrize('attention_window', [0, 8])   # 8: the loss runs the model's sliding-window mask too
+def test_loss_is_cross_entropy_on_action_targets_only(attention_window):
     torch.manual_seed(0)
-    model = _model().eval()
+    model = Gato(dataclasses.replace(MICRO, attention_window=attention_window)).eval()
     batch = collate([_dataset()[i] for i in range(3)])
     _, reference = model(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
                          batch['patch_cols'], loss_mask=batch['loss_mask'])

@@ -8,13 +8,13 @@ load (optionally --realtime, SCHED_FIFO) do to a fixed-rate loop, without ROS. `
 the same gaps for the node over real topics.
 """
 
-import argparse
 import collections
 import json
 import time
 
 import numpy as np
 
+from gato_ros.benchmarks import OneLineParser
 from gato_ros.core.robots import Kinematics, load_profile
 from gato_ros.core.robots.kinematics import LinkGeometry
 from gato_ros.core.safety import Proposal, SafetyConfig, SafetyFilter
@@ -27,7 +27,7 @@ SPREAD = 0.6          # rad: std of the random joint targets; wide enough that s
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='gato-ros bench safety', description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='gato-ros bench safety', description=__doc__.splitlines()[0])
     parser.add_argument('--robot', choices=('ur5e', 'sawyer'), default='ur5e')
     parser.add_argument('--ticks', type=int, default=20000, help='timed ticks (default 20000)')
     parser.add_argument('--seed', type=int, default=0)

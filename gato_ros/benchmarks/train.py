@@ -15,7 +15,6 @@ A step = tokenize and collate the batch (the DataLoader's work), forward, backwa
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -23,6 +22,7 @@ import time
 import numpy as np
 import torch
 
+from gato_ros.benchmarks import OneLineParser
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset, collate
 from gato_ros.core.data.mcap_io import BLOCK_ORDER, Episode, EpisodeInfo
 from gato_ros.core.model import PRESETS, Gato
@@ -83,7 +83,7 @@ def measure(variant: str, dataset, preset: str, batch_size: int, steps: int, war
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog='gato-ros bench train', description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog='gato-ros bench train', description=__doc__.splitlines()[0])
     parser.add_argument('--preset', default='tiny', choices=sorted(PRESETS))
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--steps', type=int, default=10, help='measured steps per variant (default 10)')

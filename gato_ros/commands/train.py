@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--weight-decay', type=float, default=defaults.weight_decay)
     parser.add_argument('--context', type=int, default=None,
                         help='tokens per training sequence (default: the preset\'s context, 1024)')
+    parser.add_argument('--attention-window', type=arguments.positive_int, default=None,
+                        help='sliding attention window (tokens): a token sees itself and the window - 1 before it, '
+                             'and the engine runs a constant-time ring-buffer cache (default: full causal attention)')
     parser.add_argument('--prompt-prob', type=float, default=DatasetConfig().prompt_prob,
                         help='share of sequences with a demonstration prompt (Gato: 0.25)')
     parser.add_argument('--label-sigma', type=float, default=defaults.label_sigma,
@@ -161,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
     model_config = preset(args.preset)
     if args.context is not None:
         model_config = dataclasses.replace(model_config, context=args.context)
+    if args.attention_window is not None:
+        model_config = dataclasses.replace(model_config, attention_window=args.attention_window)
     episodes = [ep for d in args.data for ep in load_episodes(d, only_successful=not args.include_failures)]
     if not episodes:
         raise SystemExit(f"{', '.join(map(str, args.data))}: no usable episodes (record some with `gato-ros record`)")

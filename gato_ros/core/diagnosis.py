@@ -56,10 +56,8 @@ def predict(model, windows: list[TokenSequence], action_dim: int, batch_size: in
     for i in range(0, len(windows), batch_size):
         chunk = windows[i:i + batch_size]
         batch = collate(chunk)
-        x = model.embed(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
-                        batch['patch_cols'])
-        for block in model.blocks:
-            x = block(x)
+        x = model.trunk(model.embed(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
+                                    batch['patch_cols']))
         ends = torch.tensor([len(w) for w in chunk])
         # Logits at position p predict token p + 1: the last action_dim tokens are predicted from [-A-1, -1).
         index = ends[:, None] - action_dim - 1 + torch.arange(action_dim)[None]      # (B, A)

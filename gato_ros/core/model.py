@@ -9,9 +9,9 @@ Inputs are the arrays of a tokenizer TokenSequence (docs/design.md §3):
 Embedding: one shared table for text/discrete/continuous/separator ids (tied to the output head);
 patches go through one pre-activation ResNet-v2 block and a linear projection, plus learnable row
 and column encodings; observation tokens add a local position encoding. There is NO global position
-embedding (Gato has none): a token's keys and values depend only on its own timestep's content and
-on what precedes it, so dropping whole oldest timesteps from a KV cache leaves exactly the cache a
-recompute of the shorter window would give -- the engine's sliding window relies on this.
+embedding (Gato has none): a token's keys and values depend only on its own content and on what it
+attends to, never on its absolute position, so a KV cache never needs positions fixed up -- the engine's
+sliding window and its ring buffer (config.attention_window) rely on this.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class GatoConfig:
     pos_buckets: int = 128      # row/column position buckets for patches, >= 1
     local_positions: int = 512  # local observation position table size, >= 1
     dropout: float = 0.0        # dropout on attention/residual outputs while training, in [0, 1)
+    attention_window: int = 0   # > 0: a token attends to itself and the window - 1 tokens before it (sliding
+                                # window; the engine then keeps a constant-time ring-buffer cache); 0 = full causal
 
     def __post_init__(self):
         for f in fields(self):
@@ -57,6 +59,9 @@ class GatoConfig:
             lo = minimum.get(name, 1)
             if getattr(self, name) < lo:
                 raise ValueError(f'GatoConfig.{name} must be >= {lo}, got {getattr(self, name)}')
+        if self.attention_window < 0:
+            raise ValueError(f'GatoConfig.attention_window must be >= 0 (0 = full causal attention), '
+                             f'got {self.attention_window}')
         if self.patch_channels % GROUPS:
             raise ValueError(f'GatoConfig.patch_channels must be a multiple of {GROUPS} '
                              f'(GroupNorm groups), got {self.patch_channels}')
@@ -81,6 +86,17 @@ PRESETS = {
     'small': GatoConfig(n_layer=6, d_model=512, n_head=8, head_dim=64, d_ff=2048),
     'tiny': GatoConfig(n_layer=4, d_model=256, n_head=4, head_dim=64, d_ff=1024, patch_channels=32),
 }
+
+
+def attention_mask(n: int, window: int, sinks: int = 0, device=None) -> torch.Tensor | None:
+    """The plain forward's [query, key] bool mask over n tokens: causal and, with window > 0, limited to the query
+    itself, the window - 1 tokens before it and the first `sinks` tokens (a prompt kept in view). None for
+    window 0: plain causal attention."""
+    if not window:
+        return None
+    i = torch.arange(n, device=device)
+    back = i[:, None] - i[None, :]                                                 # query - key
+    return (back >= 0) & ((back < window) | (i[None, :] < sinks))
 
 
 def preset(name: str) -> GatoConfig:
@@ -213,21 +229,28 @@ class Gato(nn.Module):
         return F.linear(self.ln_f(h), w)
 
     def forward(self, tokens, local_pos, patches=None, patch_rows=None, patch_cols=None,
-                loss_mask=None, rows: slice | None = None):
+                loss_mask=None, rows: slice | None = None, sinks: int = 0):
         """Plain full forward (training, and the reference the KV engine is tested against).
         Returns (logits (B, T, V), loss): logits at t predict token t+1; with loss_mask (B, T) the loss
-        is the mean cross-entropy over targets t+1 whose loss_mask is set (text and action tokens)."""
+        is the mean cross-entropy over targets t+1 whose loss_mask is set (text and action tokens).
+        With config.attention_window, the first `sinks` tokens stay in every query's view (attention_mask)."""
         if tokens.shape[1] > self.config.context:
             raise ValueError(f'sequence of {tokens.shape[1]} tokens exceeds context {self.config.context}')
-        x = self.embed(tokens, local_pos, patches, patch_rows, patch_cols)
-        for block in self.blocks:
-            x = block(x)
+        x = self.trunk(self.embed(tokens, local_pos, patches, patch_rows, patch_cols), sinks)
         logits = self.head(x, rows)
         loss = None
         if loss_mask is not None:
             target_mask = loss_mask[:, 1:] & (tokens[:, 1:] >= 0)
             loss = F.cross_entropy(logits[:, :-1][target_mask].float(), tokens[:, 1:][target_mask])
         return logits, loss
+
+    def trunk(self, x: torch.Tensor, sinks: int = 0) -> torch.Tensor:
+        """The blocks over embedded inputs x (B, T, d): causal, or under config.attention_window with the first
+        `sinks` tokens in view (attention_mask). Every full forward (training, diagnosis) goes through here."""
+        mask = attention_mask(x.shape[1], self.config.attention_window, sinks, x.device)
+        for block in self.blocks:
+            x = block(x, attn_mask=mask)
+        return x
 
     def forward_cached(self, x, kv_cache, input_pos, attn_mask, rows: slice | None = None):
         """Embedded inputs x (1, T, d) at cache slots input_pos (T,) -> head logits of the LAST position

@@ -119,9 +119,7 @@ class BehaviourCloningLoss(nn.Module):
 
     def forward(self, tokens, local_pos, loss_mask, patches=None, patch_rows=None, patch_cols=None, aux=None,
                 patch_aux=None):
-        x = self.model.embed(tokens, local_pos, patches, patch_rows, patch_cols)
-        for block in self.model.blocks:
-            x = block(x)
+        x = self.model.trunk(self.model.embed(tokens, local_pos, patches, patch_rows, patch_cols))
         targets = loss_mask[:, 1:] & (tokens[:, 1:] >= 0)
         h, target = x[:, :-1][targets], tokens[:, 1:][targets]                     # (N, d), (N,)
         if self.action_head:
