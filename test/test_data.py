@@ -216,7 +216,8 @@ def test_dataset_windows_prompts_and_loss_mask():
     # Seed 5 is alone in its task, so it never gets a prompt: 25% of the other 3/4 of the windows.
     assert 0.12 < prompted / n < 0.26
     assert 0.3 < from_end / prompted < 0.85   # half end-of-episode, half uniform (which ends there 1 in 9)
-    np.testing.assert_array_equal(ds[(1, 3)].sequence.tokens, ds[(1, 3)].sequence.tokens)  # reproducible per (epoch, index)
+    # reproducible per (epoch, index)
+    np.testing.assert_array_equal(ds[(1, 3)].sequence.tokens, ds[(1, 3)].sequence.tokens)
     assert len({len(ds[(epoch, 0)].sequence) for epoch in range(20)}) == 1       # prompt or not: same total length
 
 

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
     parser.add_argument('--device', type=arguments.torch_device, default='cpu',
                         help='torch device for the policy: cpu, cuda, cuda:N (default cpu)')
+    parser.add_argument('--threads', type=arguments.positive_int, default=1,
+                        help='torch threads for the policy (default 1: evaluations run side by side, and more '
+                             'threads than cores across processes ran ~20x slower here)')
     parser.add_argument('--out', type=Path, default=Path('eval'), help='output directory (default ./eval)')
     parser.add_argument('--no-video', action='store_true', help='skip the video')
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
@@ -34,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    import torch
+
     from gato_ros.core.demonstration import demonstration_prompt_for
     from gato_ros.core.evaluation import EVAL_SEED, FrameRecorder, evaluate, write_latency_histogram, write_video
     from gato_ros.core.policy import GatoPolicy
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from gato_ros.core.sim import SimConfig
     from gato_ros.core.sim.runner import RunnerConfig
 
+    torch.set_num_threads(args.threads)
     deadline = args.deadline_ms / 1e3
     profile = load_profile(args.robot)
     policy = GatoPolicy.from_checkpoint(args.checkpoint, profile, device=args.device, deadline_s=deadline)

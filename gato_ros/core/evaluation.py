@@ -29,8 +29,8 @@ class PolicyActor:
     """The runner's actor around a GatoPolicy: SimObservation -> Observer.observe -> policy.act -> action.
 
     The observation is built exactly as in training (the same Observer): gripper closure from the finger
-    joints, tool pose from forward kinematics of q (not the simulator's privileged state). Latencies are kept per step. A step
-    without a usable action (invalid observation) holds the arm still with the gripper unchanged."""
+    joints, tool pose from forward kinematics of q (not the simulator's privileged state). Latencies are kept per
+    step. A step without a usable action (invalid observation) holds the arm still with the gripper unchanged."""
 
     def __init__(self, policy, robot: str, prompt=None):
         self.policy, self.prompt = policy, prompt

@@ -7,8 +7,9 @@ faces for the grasp; A is carried and set on B at whatever relative yaw it has (
 any yaw), so the carry never waits on seeing a few degrees of yaw in small camera images.
 The phase is a function of the current state alone (what the fingers hold, where A is relative to the tool and
 to B), never of the episode's history: a policy that sees one timestep can imitate it, and it labels any state a
-learner drives into (DAgger) with the action it would take there. (A phase machine that remembers "I reached the hover point" labelled a policy's
-own grasp with "open, and go to the hover point above the block in your hand", which drove it away.)
+learner drives into (DAgger) with the action it would take there. (A phase machine that remembered "I reached
+the hover point" labelled a policy's own grasp with "open, and go to the hover point above the block in your
+hand", which drove it away.)
 """
 
 import enum

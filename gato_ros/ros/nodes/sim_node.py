@@ -4,8 +4,8 @@ Publishes /joint_states (arm + fingers), /camera/<name>/image_raw (rgb8) with /c
 MuJoCo camera's intrinsics), /clock (run the other nodes with use_sim_time) and /gato/sim/task_status (JSON).
 Sensor topics have the QoS of the real drivers (REP-2003): reliable, depth 10, like ros2_control's
 joint_state_broadcaster and image_transport's camera publishers; best-effort (SensorDataQoS) subscribers, as
-policy_node's, match them, and so do reliable ones (rviz, ros2 bag). Accepts the ros2_control command topics of a UR driver:
-forward_position and forward_velocity (Float64MultiArray, profile joint order), joint_trajectory
+policy_node's, match them, and so do reliable ones (rviz, ros2 bag). Accepts the ros2_control command topics of a
+UR driver: forward_position and forward_velocity (Float64MultiArray, profile joint order), joint_trajectory
 (JointTrajectory, matched by joint name) and the gripper (Float64MultiArray, one value 0 open .. 1 closed).
 Like the real forward controllers, the last command is kept: a position is held, a velocity keeps moving.
 
