@@ -71,6 +71,17 @@ def trained(tmp_path_factory):
     return out, cfg, losses
 
 
+def test_tensorboard_gets_the_logged_scalars_when_installed(trained):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, cfg, _ = trained
+    events = EventAccumulator(str(out / 'tensorboard'))
+    events.Reload()
+    assert {'loss', 'lr', 'val_loss'} <= set(events.Tags()['scalars'])
+    assert [e.step for e in events.Scalars('loss')] == list(range(cfg.log_every, cfg.steps + 1, cfg.log_every))
+
+
 def test_loss_drops(trained):
     out, _, losses = trained
     assert len(losses) == 16

@@ -19,7 +19,8 @@ rank 0 writes checkpoints. Checkpoints are directories `step-NNNNNNN/` holding t
 
 With a held-out dataset (episodes the training never sees), every checkpoint also scores `val_batches` fixed
 batches of it: `val_loss` (same terms as the training loss) in that step's line of train_log.jsonl. After each
-checkpoint, `loss.png` in the output directory plots the whole log (training and validation loss per step).
+checkpoint, `loss.png` in the output directory plots the whole log (training and validation loss per step); with
+the tensorboard package installed the same scalars also go to `tensorboard/` there.
 """
 
 from __future__ import annotations
@@ -250,6 +251,16 @@ def validation_loss(loss_module: BehaviourCloningLoss, dataset, cfg: TrainConfig
     return {f'val_{key}': total / len(indices) for key, total in sums.items()}
 
 
+def tensorboard_writer(out_dir: Path):
+    """A TensorBoard SummaryWriter on out_dir/tensorboard when the tensorboard package is installed, else None
+    (train_log.jsonl and loss.png are always written; TensorBoard is optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out_dir / 'tensorboard'))
+
+
 def plot_losses(log_path: Path, png_path: Path) -> None:
     """loss.png: training loss (each logged step) and validation loss (each checkpoint) of a train_log.jsonl."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -335,6 +346,7 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
     bar = tqdm(total=cfg.steps, initial=start_step, desc='train', disable=not (progress and ctx.is_main),
                dynamic_ncols=True)
     log = open(out_dir / 'train_log.jsonl', 'a') if ctx.is_main else None
+    board = tensorboard_writer(out_dir) if ctx.is_main else None
     t0, timesteps = time.perf_counter(), 0
     model.train()
     try:
@@ -358,16 +370,23 @@ def train(model: nn.Module, dataset, cfg: TrainConfig, out_dir, checkpoint_confi
                 terms = {f'loss_{k}': float(v) for k, v in loss_module.last.items()}
                 val = (validation_loss(loss_module, val_dataset, cfg, dev, autocast)
                        if checkpoint and val_dataset is not None else {})
-                log.write(json.dumps({'step': done, 'loss': losses[-1], **terms, **val, 'lr': lr,
-                                      'grad_norm': float(grad_norm), 'seconds': round(time.perf_counter() - t0, 3),
-                                      'timesteps_per_s': round(timesteps / (time.perf_counter() - t0), 2)}) + '\n')
+                record = {'step': done, 'loss': losses[-1], **terms, **val, 'lr': lr,
+                          'grad_norm': float(grad_norm), 'seconds': round(time.perf_counter() - t0, 3),
+                          'timesteps_per_s': round(timesteps / (time.perf_counter() - t0), 2)}
+                log.write(json.dumps(record) + '\n')
                 log.flush()
+                if board is not None:
+                    for name, value in record.items():
+                        if name != 'step':
+                            board.add_scalar(name, value, done)
             if checkpoint:
                 save(done)
     finally:
         bar.close()
         if log is not None:
             log.close()
+        if board is not None:
+            board.close()
     if ctx.world_size > 1:
         dist.barrier()
     return losses
