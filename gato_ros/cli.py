@@ -10,6 +10,7 @@ status 2; any other failure is one line and exit status 1. `--debug` adds the tr
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -81,6 +82,7 @@ def _run(options: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
+    os.environ.setdefault('MUJOCO_GL', 'egl')  # headless rendering, set before anything imports MuJoCo
     options = None
     try:
         options = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))

@@ -217,3 +217,26 @@ def test_relabelling_a_recorded_expert_episode_gives_back_its_actions(tmp_path):
     np.testing.assert_array_equal(relabelled(episode).actions, labels)
     with pytest.raises(ValueError, match='no block poses'):
         relabelled(dataclasses.replace(episode, blocks=None))
+
+
+def test_wrist_patch_targets_follow_the_camera_on_the_tool(tmp_path):
+    """The dense per-patch targets place the blocks through each frame's own wrist-camera pose: while the
+    fingers close on the red block, the wrist patch said to hold red shows red pixels."""
+    from gato_ros.cli import main as cli_main
+    from gato_ros.core.data.dataset import patch_targets
+    from gato_ros.core.data.relabel import expert_labels
+
+    assert cli_main(['record', '--out', str(tmp_path), '--image-size', '64', '--episodes', '1', '--seed', '2',
+                     '--cameras', 'front_left', 'wrist']) == 0
+    [episode] = load_episodes(tmp_path)
+    targets = patch_targets(episode.blocks, episode.q, episode.info, 64)   # (T, 2 cameras x 16 patches, 9)
+    _, phases = expert_labels(episode)
+    red = BLOCK_ORDER.index('red')
+    closing = [t for t, p in enumerate(phases) if p.value == 'close']
+    assert closing
+    for t in closing:
+        wrist = targets[t, 16:, red]                        # 'image_wrist' sorts after 'image_front_left'
+        assert wrist.sum() == 1, t
+        row, col = divmod(int(wrist.argmax()), 4)
+        patch = episode.images['wrist'][t, 16 * row:16 * row + 16, 16 * col:16 * col + 16].astype(int)
+        assert ((patch[..., 0] > 150) & (patch[..., 1] < 90)).mean() > 0.5, (t, row, col)

@@ -32,7 +32,8 @@ def hold(sim, seconds, gripper=0.0):
         sim.step(sim.profile.ready, gripper, 0.01)
 
 
-@pytest.mark.parametrize('field, value', [('image_size', 8), ('cameras', ('top',)), ('physics_hz', 10),
+@pytest.mark.parametrize('field, value', [('image_size', 8), ('cameras', ('top',)), ('cameras', ('wrist', 'wrist')),
+                                          ('physics_hz', 10),
                                           ('task', ('red', 'red')), ('task', ('red', 'pink')),
                                           ('spawn_x', (0.6, 0.4)), ('friction', 0.0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
@@ -164,3 +165,28 @@ def test_cube_yaw_is_modulo_a_quarter_turn():
         quat = (math.cos(yaw / 2), 0, 0, math.sin(yaw / 2))
         assert cube_yaw(quat) == pytest.approx(wrap_quarter(yaw))
     assert wrap_quarter(0.3 + math.pi / 2) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize('robot', ROBOTS)
+def test_wrist_camera_rides_on_the_tool_and_sees_past_the_fingertips(robot):
+    from gato_ros.core.sim.scene import CameraProjections
+
+    config = SimConfig(robot=robot, cameras=('front_left', 'wrist'))
+    sim = StackingSim(config)
+    try:
+        ready = np.array(sim.profile.ready)
+        moved = ready.copy()
+        moved[0] += 0.3
+        projections = CameraProjections(config, sim.profile)(np.stack([ready, moved]))
+        np.testing.assert_allclose(projections['front_left'][0], projections['front_left'][1])  # fixed in the world
+        assert np.abs(projections['wrist'][0] - projections['wrist'][1]).max() > 1.0           # moves with the arm
+        # 5 cm past the fingertips, straight down at the ready pose, lands inside the wrist image, near its middle
+        # column (the camera sits beside the gripper, across its closing axis).
+        ahead = sim.state().tool_pos + [0.0, 0.0, -0.05]
+        u, v, w = projections['wrist'][0] @ np.append(ahead, 1.0)
+        assert w > 0 and abs(u / w - 32) < 8 and 0 <= v / w < 64, (u / w, v / w)
+        image = sim.render()['wrist']
+        assert image.shape == (64, 64, 3) and image.std() > 20
+        assert (image[:, :12].max(axis=2) < 40).mean() > 0.2, 'a dark finger in the left columns'
+    finally:
+        sim.close()

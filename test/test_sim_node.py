@@ -158,3 +158,29 @@ def test_sim_node_publishes_and_obeys_commands(ros):
         executor.remove_node(sim)
         client.destroy_node()
         sim.destroy_node()
+
+
+def test_frames_come_every_camera_period_of_sim_time_even_when_rendering_is_slow(ros):
+    """512 px frames at 30 Hz with the sim at 3x real time: the renderer cannot keep up, so physics waits for it.
+    Before, the cameras ran on the wall clock and a policy saw frames several periods old in sim time."""
+    from gato_ros.ros.nodes.sim_node import CAMERA_LAG
+
+    context, executor = ros
+    sim = make_node(context, image_size=512, camera_rate=30.0, rate_factor=3.0)
+    client = rclpy.create_node('sim_frames_test', context=context)
+    executor.add_node(sim)
+    executor.add_node(client)
+    stamps = []
+    client.create_subscription(Image, '/camera/front_left/image_raw',
+                               lambda msg: stamps.append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9),
+                               QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        assert spin_until(executor, lambda: len(stamps) > 40, 60)
+        gaps = np.diff(stamps)
+        assert gaps.min() >= 1 / 30.0 - 1e-6 and gaps.max() <= 1 / 30.0 + CAMERA_LAG + 1e-6, gaps
+        assert sim.clock - stamps[-1] <= 1 / 30.0 + CAMERA_LAG + 1e-6
+    finally:
+        executor.remove_node(client)
+        executor.remove_node(sim)
+        client.destroy_node()
+        sim.destroy_node()

@@ -57,6 +57,15 @@ def task_pair(text: str) -> tuple[str, str]:
     return parts
 
 
+def camera(text: str) -> str:
+    """A simulated camera (gato_ros.core.sim.CAMERA_NAMES)."""
+    from gato_ros.core.sim.scene import CAMERA_NAMES
+
+    if text not in CAMERA_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown camera {text!r}; the scene's cameras: {', '.join(CAMERA_NAMES)}")
+    return text
+
+
 def image_size(text: str) -> int:
     """Square camera resolution: a whole number of the tokenizer's image patches."""
     from gato_ros.core.tokenizer.image import PATCH_SIZE

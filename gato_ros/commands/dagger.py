@@ -6,7 +6,6 @@ aggregate. Resumable like `record`."""
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -36,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     import torch
 
     from gato_ros.core.data.card import write_dataset_card

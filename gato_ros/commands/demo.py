@@ -50,7 +50,6 @@ def _print_summary(summary: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
     from gato_ros.ros.demo import DemoOptions, Interrupted, run_demo
 

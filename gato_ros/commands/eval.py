@@ -5,7 +5,6 @@ last stdout line."""
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from gato_ros.commands import arguments
@@ -36,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     import torch
 
     from gato_ros.core.demonstration import demonstration_prompt_for

@@ -1,10 +1,9 @@
-"""`gato-ros record --robot R --episodes N --out DIR [--seed S] [--task red,blue ...] [--json]`: scripted-expert
-demonstrations in simulation, one rosbag2 bag (metadata.yaml + MCAP) per episode, and DIR/README.md, the dataset
-card. Finished episodes in DIR are skipped, so an interrupted recording resumes where it stopped."""
+"""`gato-ros record --robot R --episodes N --out DIR [--seed S] [--task red,blue ...] [--cameras ...] [--json]`:
+scripted-expert demonstrations in simulation, one rosbag2 bag (metadata.yaml + MCAP) per episode, and
+DIR/README.md, the dataset card. Finished episodes in DIR are skipped, so an interrupted recording resumes where it stopped."""
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -24,13 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'default red,blue)')
     parser.add_argument('--image-size', type=arguments.image_size, default=64,
                         help='camera resolution, square, a multiple of the 16 px patch (default 64)')
+    parser.add_argument('--cameras', type=arguments.camera, nargs='+', default=['front_left', 'front_right'],
+                        help='cameras recorded, the observation images (default front_left front_right; '
+                             "'wrist' rides on the tool)")
     parser.add_argument('--control-hz', type=float, default=10.0, help='expert action rate (default 10)')
     parser.add_argument('--max-time', type=float, default=30.0, help='episode limit, sim seconds (default 30)')
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault('MUJOCO_GL', 'egl')
     from gato_ros.core.data.card import write_dataset_card
     from gato_ros.core.data.record import Recorder, pending_episodes
     from gato_ros.core.sim import SimConfig
@@ -46,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         for done, (seed, task, path) in enumerate(bar, 1):
             if task not in recorders:
-                recorders[task] = Recorder(SimConfig(robot=args.robot, task=task, image_size=args.image_size),
-                                           runner)
+                recorders[task] = Recorder(SimConfig(robot=args.robot, task=task, image_size=args.image_size,
+                                                     cameras=tuple(args.cameras)), runner)
             info, _ = recorders[task].record(seed, path)
             successes += info.success
             steps += info.steps

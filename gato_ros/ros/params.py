@@ -134,9 +134,10 @@ class SimNodeConfig:
                          range=(100.0, 1000.0))
     rate_factor: float = _param(1.0, 'sim seconds per wall second (1 = real time)', range=(0.1, 10.0))
     cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
-                                      'cameras to publish on /camera/<name>/image_raw (gato_ros.core.sim.CAMERAS)')
+                                      'cameras to publish on /camera/<name>/image_raw (gato_ros.core.sim.CAMERA_NAMES)')
     image_size: int = _param(64, 'camera image width = height (px)', range=(16, 1024))
-    camera_rate: float = _param(15.0, 'camera images per second of wall time (Hz)', range=(1.0, 30.0))
+    camera_rate: float = _param(15.0, 'camera images per second of sim time (Hz); physics waits for a late frame',
+                                range=(1.0, 30.0))
     status_rate: float = _param(5.0, 'task status messages per second of wall time (Hz)', range=(0.5, 50.0))
     joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState, arm then finger joints')
     position_command_topic: str = _param(FORWARD_TOPICS['forward_position'],

@@ -41,23 +41,24 @@ PATCH_AUX_DIM = 3 * len(BLOCK_ORDER)  # per image patch: each block's presence, 
 
 
 @cache
-def _projections(robot: str, cameras: tuple[str, ...], image_size: int) -> dict:
-    from ..sim.scene import SimConfig, camera_projections   # MuJoCo, only for episodes with block poses
-    return camera_projections(SimConfig(robot=robot, cameras=cameras, image_size=image_size), load_profile(robot))
+def _projections(robot: str, cameras: tuple[str, ...], image_size: int):
+    from ..sim.scene import CameraProjections, SimConfig   # MuJoCo, only for episodes with block poses
+    return CameraProjections(SimConfig(robot=robot, cameras=cameras, image_size=image_size), load_profile(robot))
 
 
-def patch_targets(blocks: np.ndarray, info, image_size: int) -> np.ndarray:
-    """(T, blocks, 7) poses -> (T, patches, PATCH_AUX_DIM) float32 dense targets for every image patch, in the
-    tokenizer's patch order (cameras in key order, raster order inside each): which block centres project into
-    the patch, and where inside it (0..1 across, 0..1 down). They teach each patch token what it shows."""
+def patch_targets(blocks: np.ndarray, q: np.ndarray, info, image_size: int) -> np.ndarray:
+    """(T, blocks, 7) poses and (T, n) arm joint positions -> (T, patches, PATCH_AUX_DIM) float32 dense targets
+    for every image patch, in the tokenizer's patch order (cameras in key order, raster order inside each): which
+    block centres project into the patch, and where inside it (0..1 across, 0..1 down). They teach each patch
+    token what it shows; q places the cameras on the tool."""
     cams = sorted(info.cameras)                  # observation keys 'image_<camera>' sort like the camera names
     side = image_size // PATCH_SIZE
-    projections = _projections(info.robot, tuple(info.cameras), image_size)
+    projections = _projections(info.robot, tuple(info.cameras), image_size)(q)
     homogeneous = np.concatenate([blocks[..., :3], np.ones(blocks.shape[:-1] + (1,))], -1)   # (T, B, 4)
     out = np.zeros((len(blocks), len(cams), side * side, PATCH_AUX_DIM), np.float32)
     t_index = np.arange(len(blocks))
     for c, cam in enumerate(cams):
-        uvw = homogeneous @ projections[cam].T                                     # (T, B, 3)
+        uvw = np.einsum('tbk,tjk->tbj', homogeneous, projections[cam])             # (T, B, 3)
         uv = uvw[..., :2] / uvw[..., 2:3] / PATCH_SIZE                              # in patches
         for b in range(blocks.shape[1]):
             col, row = np.floor(uv[:, b, 0]).astype(int), np.floor(uv[:, b, 1]).astype(int)
@@ -122,7 +123,7 @@ class EpisodeTokens:
         self.aux = None if episode.blocks is None else aux_targets(episode.blocks, profile.table_height)
         size = next(iter(episode.images.values())).shape[1] if episode.images else 0
         self.patch_aux = (None if episode.blocks is None or not size
-                          else patch_targets(episode.blocks, info, size))
+                          else patch_targets(episode.blocks, episode.q, info, size))
         self.tokens_per_timestep = len(self.timestep(0))
 
     def __len__(self) -> int:

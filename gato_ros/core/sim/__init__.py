@@ -3,10 +3,10 @@
 from gato_ros.core.sim.expert import ExpertConfig, ScriptedExpert
 from gato_ros.core.sim.runner import (EpisodeResult, RunnerConfig, SimObservation, StepRecord, make_safety_filter,
                                       run_episode)
-from gato_ros.core.sim.scene import CAMERAS, SimConfig
+from gato_ros.core.sim.scene import CAMERA_NAMES, SimConfig
 from gato_ros.core.sim.stacking import BlockPose, SimState, StackingSim
 from gato_ros.core.sim.task import BLOCK_COLORS, TaskStatus
 
-__all__ = ['BLOCK_COLORS', 'CAMERAS', 'BlockPose', 'EpisodeResult', 'ExpertConfig', 'RunnerConfig', 'ScriptedExpert',
+__all__ = ['BLOCK_COLORS', 'CAMERA_NAMES', 'BlockPose', 'EpisodeResult', 'ExpertConfig', 'RunnerConfig', 'ScriptedExpert',
            'SimConfig', 'SimObservation', 'SimState', 'StackingSim', 'StepRecord', 'TaskStatus', 'make_safety_filter',
            'run_episode']

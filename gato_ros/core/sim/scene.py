@@ -1,4 +1,4 @@
-"""The MuJoCo scene: the robot's URDF composed with a table, three blocks, two cameras and lights.
+"""The MuJoCo scene: the robot's URDF composed with a table, three blocks, cameras and lights.
 
 The robot comes from urdf/ through MjSpec (no hand-written copy), so the simulated arm, the pinocchio kinematics
 and rviz all read the same file. Arm joints are driven like a real servo running a forward position controller:
@@ -22,6 +22,15 @@ CAMERAS = {
     'front_right': ((1.0, -0.35, 0.55), (0.52, 0.0, 0.10)),
 }
 CAMERA_FOVY = 36.0  # vertical field of view (degrees)
+# Cameras on the tool: name -> (position, look-at point, image-up direction), tool frame (z out of the gripper,
+# fingers closing along y). 'wrist' sits 6 cm beside the gripper, 8 cm behind the fingertips, and looks past them:
+# over a block the fingers and the block fill the image, ~3 mm per pixel at 64x64, where the front cameras give
+# ~7 mm -- a grasp needs ~1 cm.
+TOOL_CAMERAS = {
+    'wrist': ((-0.06, 0.0, -0.08), (0.0, 0.0, 0.05), (1.0, 0.0, 0.0)),
+}
+TOOL_CAMERA_FOVY = 70.0
+CAMERA_NAMES = (*CAMERAS, *TOOL_CAMERAS)
 # Collision bits: robot geoms touch the world (table, blocks) but not each other; the arm's primitive
 # links overlap at the joints, and a real controller does not stop for self-contact either.
 ROBOT_CONTYPE, _WORLD_CONTYPE = 2, 1
@@ -33,7 +42,7 @@ _SCENE_GROUP = 2  # visible in renders; group 0 (the URDF's collision duplicates
 class SimConfig:
     robot: str = 'ur5e'                   # robot profile name or YAML path (gato_ros.core.robots.load_profile)
     image_size: int = 64                  # camera width = height (px), 16..1024
-    cameras: tuple[str, ...] = ('front_left', 'front_right')  # non-empty subset of CAMERAS
+    cameras: tuple[str, ...] = ('front_left', 'front_right')  # non-empty subset of CAMERA_NAMES
     physics_hz: float = 500.0             # physics rate (Hz), 100..5000; timestep = 1 / physics_hz
     task: tuple[str, str] = ('red', 'blue')  # stack task[0] on task[1]; two different BLOCK_COLORS
     block_size: float = 0.05              # cube edge (m), 0.02..0.1
@@ -53,7 +62,7 @@ class SimConfig:
                 raise ValueError(f'SimConfig.{field}={getattr(self, field)!r} is invalid; allowed: {allowed}')
         check('image_size', isinstance(self.image_size, int) and 16 <= self.image_size <= 1024, 'int 16..1024')
         check('cameras', len(self.cameras) > 0 and len(set(self.cameras)) == len(self.cameras)
-              and set(self.cameras) <= set(CAMERAS), f'distinct names from {sorted(CAMERAS)}')
+              and set(self.cameras) <= set(CAMERA_NAMES), f'distinct names from {sorted(CAMERA_NAMES)}')
         check('physics_hz', 100 <= self.physics_hz <= 5000, '100..5000')
         check('task', len(self.task) == 2 and self.task[0] != self.task[1] and set(self.task) <= set(BLOCK_COLORS),
               f'two different colours from {sorted(BLOCK_COLORS)}')
@@ -74,11 +83,12 @@ class SimConfig:
         return 1.0 / self.physics_hz
 
 
-def _look_at(position, target) -> np.ndarray:
-    """Quaternion of a MuJoCo camera (looks along its -z, y up) at `position` looking at `target`."""
+def _look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Quaternion of a MuJoCo camera (looks along its -z, y up) at `position` looking at `target`, the image's up
+    as close to `up` as the view allows (all in the parent body's frame)."""
     back = np.subtract(position, target)
     back /= np.linalg.norm(back)
-    right = np.cross([0.0, 0.0, 1.0], back)
+    right = np.cross(up, back)
     right /= np.linalg.norm(right)
     up = np.cross(back, right)
     quat = np.zeros(4)
@@ -119,6 +129,8 @@ def _add_world(spec: mujoco.MjSpec, config: SimConfig, table_height: float) -> N
     world.add_light(name='sun', type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL, pos=[0.5, 0, 2.0],
                     dir=[-0.2, 0.1, -1.0], castshadow=False, diffuse=[0.7, 0.7, 0.7], ambient=[0.3, 0.3, 0.3])
     for name in config.cameras:
+        if name not in CAMERAS:
+            continue  # on the tool (build_model)
         position, target = CAMERAS[name]
         world.add_camera(name=name, pos=position, quat=_look_at(position, target), fovy=CAMERA_FOVY)
     half = config.block_size / 2
@@ -161,24 +173,33 @@ def _tune_servos(model: mujoco.MjModel, profile, config: SimConfig) -> None:
         model.actuator_gainprm[feed, 0], model.actuator_biasprm[feed, 2] = kv, -kv
 
 
-def camera_projections(config: SimConfig, profile) -> dict[str, np.ndarray]:
-    """Camera name -> (3, 4) matrix P projecting a base-frame point [x, y, z, 1] to (u*w, v*w, w), with (u, v)
-    in pixels of the config.image_size image (u right, v down, origin at the top-left corner). The cameras are
-    fixed in the world, so this needs no rendering: an ideal pinhole with fy = fx = (H/2) / tan(fovy/2)."""
-    model = build_model(config, profile)
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    size = config.image_size
-    projections = {}
-    for name in config.cameras:
-        cam = model.camera(name).id
-        f = (size / 2.0) / math.tan(math.radians(float(model.cam_fovy[cam])) / 2.0)
-        rotation = data.cam_xmat[cam].reshape(3, 3)          # columns: camera x (right), y (up), z (backwards)
-        world_to_camera = np.c_[rotation.T, -rotation.T @ data.cam_xpos[cam]]
-        # Camera frame (x right, y up, looking along -z) -> pixels: u = f x / -z + W/2, v = -f y / -z + H/2.
-        intrinsics = np.array([[f, 0.0, -size / 2.0], [0.0, -f, -size / 2.0], [0.0, 0.0, -1.0]])
-        projections[name] = intrinsics @ world_to_camera
-    return projections
+class CameraProjections:
+    """The cameras' projections at given arm joint positions: call with q (T, n) -> camera name -> (T, 3, 4)
+    matrices P projecting a base-frame point [x, y, z, 1] to (u*w, v*w, w), with (u, v) in pixels of the
+    config.image_size image (u right, v down, origin at the top-left corner). Kinematics only, no rendering: an
+    ideal pinhole with fy = fx = (H/2) / tan(fovy/2). A front camera's P is the same at every q; the wrist's moves."""
+
+    def __init__(self, config: SimConfig, profile):
+        self.config, self.model = config, build_model(config, profile)
+        self.data = mujoco.MjData(self.model)
+        self._qpos = [self.model.joint(name).qposadr[0] for name in profile.joint_names]
+
+    def __call__(self, q: np.ndarray) -> dict[str, np.ndarray]:
+        model, data, size = self.model, self.data, self.config.image_size
+        out = {name: np.empty((len(q), 3, 4)) for name in self.config.cameras}
+        for t, positions in enumerate(np.asarray(q, dtype=float)):
+            data.qpos[self._qpos] = positions
+            mujoco.mj_kinematics(model, data)
+            mujoco.mj_camlight(model, data)
+            for name, projections in out.items():
+                cam = model.camera(name).id
+                f = (size / 2.0) / math.tan(math.radians(float(model.cam_fovy[cam])) / 2.0)
+                rotation = data.cam_xmat[cam].reshape(3, 3)      # columns: camera x (right), y (up), z (backwards)
+                world_to_camera = np.c_[rotation.T, -rotation.T @ data.cam_xpos[cam]]
+                # Camera frame (x right, y up, looking along -z) -> pixels: u = f x / -z + W/2, v = -f y / -z + H/2.
+                intrinsics = np.array([[f, 0.0, -size / 2.0], [0.0, -f, -size / 2.0], [0.0, 0.0, -1.0]])
+                projections[t] = intrinsics @ world_to_camera
+        return out
 
 
 def build_model(config: SimConfig, profile) -> mujoco.MjModel:
@@ -192,6 +213,11 @@ def build_model(config: SimConfig, profile) -> mujoco.MjModel:
     spec.visual.global_.offwidth = spec.visual.global_.offheight = max(config.image_size, 64)
     spec.visual.quality.shadowsize = 0
     _add_world(spec, config, profile.table_height)
+    for name in config.cameras:
+        if name in TOOL_CAMERAS:
+            position, target, up = TOOL_CAMERAS[name]
+            spec.body(profile.tool_frame).add_camera(name=name, pos=position, quat=_look_at(position, target, up),
+                                                     fovy=TOOL_CAMERA_FOVY)
     _add_actuators(spec, profile, config)
     model = spec.compile()
     _tune_servos(model, profile, config)

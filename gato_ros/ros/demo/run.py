@@ -26,6 +26,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
+from gato_ros.core.policy_spec import PolicySpec
 from gato_ros.core.robots import load_profile
 from gato_ros.resources import resource_path, share_dir
 from gato_ros.ros import bringup, placement, runtime
@@ -34,7 +35,7 @@ from gato_ros.ros.demo.expert import ExpertPolicy
 from gato_ros.ros.demo.options import DemoOptions, EpisodeReport
 from gato_ros.ros.demo.recorder import Recorder, RecorderTopics
 from gato_ros.ros.node_process import NodeProcess
-from gato_ros.ros.params import SafetyNodeConfig
+from gato_ros.ros.params import SafetyNodeConfig, camera_topic
 
 EXPERT_NOTICE = ('No checkpoint that stacks is committed yet (checkpoints/gato-stack-tiny, trained here on CPU, '
                  'stacked 0/100 in gato-ros eval: see its MODEL_CARD.md), so the scripted expert drives the arm '
@@ -45,8 +46,6 @@ DEFAULT_CHECKPOINT = ('checkpoints', 'gato-stack')
 SETTLE_TIME = 0.3    # s (wall) sim_node keeps running after an episode so no late command survives the reset
 RESET_TIMEOUT = 10.0  # s (wall) to see the next seed on the task status
 FIRST_COMMAND_TIMEOUT = 30.0  # s (wall) for a new safety controller's first command to reach the sim
-CAMERA_RATE = 30.0   # Hz (wall): 15 Hz frames are ~0.07 s old between renders, too close to the policy's
-#                      0.1 s stale_timeout on a busy CPU
 
 
 def default_checkpoint() -> Path | None:
@@ -88,16 +87,14 @@ class PolicyFactory:
         return {'latencies': list(node.latencies), 'deadline': node.config.deadline}
 
 
-def checkpoint_image_size(checkpoint: Path) -> int:
-    """The image size the checkpoint was trained on, from its config.json (the weights load in the policy's
-    process)."""
-    from gato_ros.core.policy_spec import PolicySpec
-
+def checkpoint_spec(checkpoint: Path):
+    """The observation layout (cameras, image size) the checkpoint was trained on, from its config.json (the
+    weights load in the policy's process)."""
     try:
         config = json.loads((checkpoint / 'config.json').read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f'checkpoint {checkpoint}: cannot read config.json ({exc})') from None
-    return PolicySpec.from_checkpoint_config(config).image_size
+    return PolicySpec.from_checkpoint_config(config)
 
 
 class Interrupted(Exception):
@@ -127,9 +124,12 @@ class Demo:
             self.log(f'checkpoint {self.checkpoint}: the trained Gato policy drives the arm')
         profile = load_profile(opts.robot)
         opts.out.mkdir(parents=True, exist_ok=True)
-        image_size = checkpoint_image_size(self.checkpoint) if self.checkpoint else 64
+        spec = checkpoint_spec(self.checkpoint) if self.checkpoint else PolicySpec()
+        cameras = ','.join(spec.cameras)   # sim_node renders, and policy_node reads, the checkpoint's cameras
+        topics = ','.join(camera_topic(c) for c in spec.cameras)
         ros_args = ['--params-file', str(resource_path('config', 'sim.yaml')), '--log-level', 'warn',
-                    '-p', f'image_size:={image_size}', '-p', f'camera_rate:={CAMERA_RATE}']
+                    '-p', f'image_size:={spec.image_size}', '-p', f'cameras:=[{cameras}]',
+                    '-p', f'camera_topics:=[{topics}]']
         self.safety_process = bringup.safety_process(self.node_options, ros_args)
         recorder = writer = sim_thread = None
         episodes: list[EpisodeReport] = []

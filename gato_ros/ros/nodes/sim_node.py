@@ -12,8 +12,11 @@ Like the real forward controllers, the last command is kept: a position is held,
 Callbacks only store the latest message; a fixed-rate timer validates commands, advances the simulation by the
 elapsed wall time times rate_factor and publishes /joint_states and /clock. The cameras render in a thread of their
 own, from a copy of the state taken between two steps: a frame pair costs ~10 ms of software GL here (it releases
-the GIL), which inside the tick held /clock back by 2-4 safety ticks at every frame. ~/reset (std_srvs/Trigger)
-starts the next episode with the next seed; /clock keeps increasing across episodes.
+the GIL), which inside the tick held /clock back by 2-4 safety ticks at every frame. Frames come every
+1/camera_rate of sim time, as a Gazebo camera's: when rendering falls behind (a busy CPU), physics waits for the
+frame instead of running ahead of it, so the newest image is never older than 1/camera_rate + CAMERA_LAG of sim
+time and a policy never sees a stale camera because the renderer lagged. ~/reset (std_srvs/Trigger) starts the
+next episode with the next seed; /clock keeps increasing across episodes.
 
   sim_node --ros-args -p robot:=sawyer -p rate_factor:=2.0
 """
@@ -46,6 +49,9 @@ from gato_ros.ros.params import SimNodeConfig
 MAX_CATCH_UP_TICKS = 2
 COMMAND_QOS = 1     # reliable, depth 1: only the newest command matters
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # joint_state_broadcaster, cameras
+# Sim time (s) physics may run past a due camera frame before it waits for the renderer: enough for a frame pair
+# rendered at real time, well inside policy_node's stale_timeout (0.1 s) at the 15 Hz default.
+CAMERA_LAG = 0.02
 
 
 class SimNode(Node):
@@ -81,7 +87,11 @@ class SimNode(Node):
         self._last_wall = time.monotonic()
         self._debt = 0.0  # sim time owed to the wall clock, < one physics step after each tick
         self._next_status = self._last_wall
-        self._sim_lock = threading.Lock()  # mj_step releases the GIL: no reader (expert, cameras) sees a mid-step state
+        # mj_step releases the GIL: no reader (expert, cameras) sees a mid-step state. A Condition: the camera thread
+        # also waits on it for the sim time of its next frame.
+        self._sim_lock = threading.Condition()
+        self._frame_period = 1.0 / cfg.camera_rate   # sim time
+        self._frame_due = self._frame_published = self.clock
         self._rendering = True
         self._camera_thread = threading.Thread(target=self._camera_loop, name='sim-cameras', daemon=True)
         self._camera_thread.start()
@@ -140,6 +150,10 @@ class SimNode(Node):
                          MAX_CATCH_UP_TICKS * cfg.rate_factor / cfg.rate)
         self._last_wall = now
         substeps = int(self._debt / timestep)
+        unrendered = self._frame_published + self._frame_period + CAMERA_LAG - self.clock  # sim time to go
+        if substeps * timestep > unrendered:  # the renderer is behind: wait for its frame, drop the debt
+            substeps = max(0, int(unrendered / timestep))
+            self._debt = substeps * timestep
         if substeps:
             duration = substeps * timestep
             self._debt -= duration
@@ -149,6 +163,7 @@ class SimNode(Node):
         if now >= self._next_status:
             self._next_status = max(self._next_status + 1.0 / self.config.status_rate, now)
             self._publish_status()
+        self._sim_lock.notify_all()
 
     def _command_at(self, t: float, duration: float) -> np.ndarray:
         """Joint position command for sim time t under the active command interface."""
@@ -191,17 +206,22 @@ class SimNode(Node):
         self.joint_pub.publish(msg)
 
     def _camera_loop(self) -> None:
-        """camera_rate frames from a copy of the state; the renderer's GL context is made and closed here."""
+        """A frame every 1/camera_rate of sim time from a copy of the state; the renderer's GL context is made and
+        closed here."""
         snapshot = mujoco.MjData(self.sim.model)
-        period, next_frame = 1.0 / self.config.camera_rate, time.monotonic()
+        lock = self._sim_lock
         try:
-            while self._rendering:
-                time.sleep(max(0.0, next_frame - time.monotonic()))
-                next_frame = max(next_frame + period, time.monotonic())
-                with self._sim_lock:
+            while True:
+                with lock:
+                    lock.wait_for(lambda: not self._rendering or self.clock >= self._frame_due)
+                    if not self._rendering:
+                        return
                     mujoco.mj_copyData(snapshot, self.sim.model, self.sim.data)
-                    stamp = conversions.to_time_msg(self.clock)
-                self._publish_images(self.sim.render(snapshot), stamp)
+                    stamp = self.clock
+                    self._frame_due = stamp + self._frame_period
+                self._publish_images(self.sim.render(snapshot), conversions.to_time_msg(stamp))
+                with lock:
+                    self._frame_published = stamp
         finally:
             self.sim.close()
 
@@ -223,7 +243,9 @@ class SimNode(Node):
             'failed': status.failed, 'reason': status.reason})))
 
     def destroy_node(self):
-        self._rendering = False
+        with self._sim_lock:
+            self._rendering = False
+            self._sim_lock.notify_all()
         self._camera_thread.join()
         super().destroy_node()
 
