@@ -35,7 +35,7 @@ def hold(sim, seconds, gripper=0.0):
 @pytest.mark.parametrize('field, value', [('image_size', 8), ('cameras', ('top',)), ('cameras', ('wrist', 'wrist')),
                                           ('physics_hz', 10),
                                           ('task', ('red', 'red')), ('task', ('red', 'pink')),
-                                          ('spawn_x', (0.6, 0.4)), ('friction', 0.0)])
+                                          ('spawn_x', (0.6, 0.4)), ('friction', 0.0), ('start_offset', (0.2, 0, 0))])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f'SimConfig.{field}='):
         SimConfig(**{field: value})
@@ -43,7 +43,6 @@ def test_config_rejects_bad_values_naming_the_field(field, value):
 
 def test_scene_matches_the_urdf_kinematics(sim):
     state = sim.state()
-    np.testing.assert_allclose(state.q, sim.profile.ready)
     assert state.gripper == 0.0 and np.allclose(state.finger_q, 0.04)  # open
     assert sim.model.opt.timestep == pytest.approx(0.002)
     assert sim.joint_names == (*sim.profile.joint_names, *sim.profile.gripper_joint_names)
@@ -54,6 +53,26 @@ def test_scene_matches_the_urdf_kinematics(sim):
         sim.data.qpos[sim._arm_qpos] = q
         mujoco.mj_kinematics(sim.model, sim.data)
         np.testing.assert_allclose(sim.state().tool_pos, kin.tool_position(q), atol=1e-6)
+    sim.reset(0)
+
+
+def test_the_arm_starts_at_the_seeds_offset_from_ready_pointing_down(sim):
+    kin = Kinematics(sim.profile)
+    ready_point, ready_rotation = kin.tool_pose(sim.profile.ready)
+    limit = np.array(sim.config.start_offset)
+    offsets = []
+    for seed in range(8):
+        sim.reset(seed)
+        point, rotation = kin.tool_pose(sim.state().q)
+        offsets.append(point - ready_point)
+        assert np.all(np.abs(offsets[-1]) <= limit + 1e-6), seed
+        np.testing.assert_allclose(rotation, ready_rotation, atol=1e-5)
+        sim.reset(seed)
+        np.testing.assert_allclose(kin.tool_pose(sim.state().q)[0], point)   # the seed decides it
+    assert np.std(offsets, axis=0).min() > 0.01          # it does vary
+    fixed = StackingSim(SimConfig(robot=sim.config.robot, start_offset=(0.0, 0.0, 0.0)))
+    np.testing.assert_allclose(fixed.state().q, sim.profile.ready, atol=1e-9)
+    fixed.close()
     sim.reset(0)
 
 
@@ -171,7 +190,7 @@ def test_cube_yaw_is_modulo_a_quarter_turn():
 def test_wrist_camera_rides_on_the_tool_and_sees_past_the_fingertips(robot):
     from gato_ros.core.sim.scene import CameraProjections
 
-    config = SimConfig(robot=robot, cameras=('front_left', 'wrist'))
+    config = SimConfig(robot=robot, cameras=('front_left', 'wrist'), start_offset=(0.0, 0.0, 0.0))
     sim = StackingSim(config)
     try:
         ready = np.array(sim.profile.ready)

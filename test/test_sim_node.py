@@ -15,6 +15,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from gato_ros.core.sim import SimConfig, StackingSim
 from gato_ros.ros.params import ParamError
 
 
@@ -110,7 +111,9 @@ def test_sim_node_publishes_and_obeys_commands(ros):
         joints = got['joints'][-1]
         assert list(joints.name) == list(sim.sim.joint_names)
         ready = np.array(sim.profile.ready)
-        np.testing.assert_allclose(joints.position[:6], ready, atol=1e-3)  # held without commands
+        start = StackingSim(SimConfig()).state().q   # seed 0's start pose
+        np.testing.assert_allclose(got['joints'][0].position[:6], start, atol=1e-3)
+        np.testing.assert_allclose(joints.position[:6], start, atol=1e-3)  # held without commands
         image = got['images']['front_left'][-1]
         assert (image.encoding, image.height, image.width) == ('rgb8', 64, 64) and len(image.data) == 64 * 64 * 3
         assert bytes(image.data) != bytes(got['images']['front_right'][-1].data)
@@ -150,9 +153,11 @@ def test_sim_node_publishes_and_obeys_commands(ros):
         assert reset.wait_for_service(timeout_sec=5)
         future = reset.call_async(Trigger.Request())
         assert spin_until(executor, future.done, 5) and future.result().success
-        assert spin_until(executor, lambda: np.abs(np.array(got['joints'][-1].position[:6]) - ready).max() < 1e-3,
-                          5)
         assert spin_until(executor, lambda: json.loads(got['status'][-1].data)['seed'] == 1, 5)
+        seed_1 = StackingSim(SimConfig())
+        seed_1.reset(1)
+        assert spin_until(executor, lambda: np.abs(np.array(got['joints'][-1].position[:6]) - seed_1.state().q).max()
+                          < 1e-3, 5), 'the next seed starts at its own start pose, held'
     finally:
         executor.remove_node(client)
         executor.remove_node(sim)

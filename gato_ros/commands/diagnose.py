@@ -41,11 +41,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise SystemExit(f'{args.data}: no episodes (*.mcap)')
     episodes = [read_episode(p) for p in paths]
-    if args.relabel:
-        try:
-            episodes = [relabelled(ep) for ep in episodes]
-        except ValueError as e:
-            raise SystemExit(f'--relabel: {e}') from None
+    if args.relabel:   # an episode without block poses: a ValueError naming it, one line (cli)
+        episodes = [relabelled(ep) for ep in episodes]
     checkpoint = args.checkpoint
     policy = GatoPolicy.from_checkpoint(checkpoint, load_profile(episodes[0].info.robot))
     history = max(1, policy.spec.context // EpisodeTokens(episodes[0]).tokens_per_timestep)

@@ -25,6 +25,7 @@ from pathlib import Path
 from gato_ros.commands import arguments
 
 HELDOUT_SEED = 900_000
+CAMERAS = ('front_left', 'wrist')
 EVAL_SEED = 1_000_000
 
 
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'checkpoints/gato-stack) with its model card')
     parser.add_argument('--robot', default='ur5e', type=arguments.robot, help='robot profile (default ur5e)')
     parser.add_argument('--episodes', type=arguments.positive_int, default=1000, help='demonstrations (default 1000)')
+    parser.add_argument('--cameras', type=arguments.camera, nargs='+', default=list(CAMERAS),
+                        help=f"observation cameras (default {' '.join(CAMERAS)}: the wrist camera is what lets the "
+                             'policy place its grasp, docs/learning.md)')
     parser.add_argument('--steps', type=arguments.positive_int, default=3000,
                         help='training steps of the first model (default 3000)')
     parser.add_argument('--batch-size', type=arguments.positive_int, default=32, help='sequences per step (default 32)')
@@ -113,10 +117,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages(out)
     robot = ['--robot', args.robot]
+    cameras = ['--cameras', *args.cameras]
     half = args.episodes // 2
-    stages.run('record', [['record', *robot, '--episodes', str(n), '--seed', str(seed), '--out', str(data / 'demos'),
-                           '--json'] for n, seed in ((half, 0), (args.episodes - half, half)) if n])
-    stages.run('heldout', [['record', *robot, '--episodes', str(args.heldout_episodes), '--seed',
+    stages.run('record', [['record', *robot, *cameras, '--episodes', str(n), '--seed', str(seed), '--out',
+                           str(data / 'demos'), '--json'] for n, seed in ((half, 0), (args.episodes - half, half)) if n])
+    stages.run('heldout', [['record', *robot, *cameras, '--episodes', str(args.heldout_episodes), '--seed',
                             str(HELDOUT_SEED), '--out', str(data / 'heldout'), '--json']])
     threads = ['--threads', str(args.threads)]
     stages.run('train', [['train', '--data', str(data / 'demos'), '--out', str(out / 'train'), '--steps',

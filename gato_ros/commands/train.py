@@ -171,11 +171,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{', '.join(map(str, args.data))}: no usable episodes (record some with `gato-ros record`)")
     if len({(ep.info.cameras, ep.images[ep.info.cameras[0]].shape[1:]) for ep in episodes}) > 1:
         raise SystemExit(f'{args.data}: episodes differ in cameras or image size; train on one observation layout')
-    if args.relabel:
-        try:
-            episodes = [relabelled(ep) for ep in episodes]
-        except ValueError as e:
-            raise SystemExit(f'--relabel: {e}') from None
+    if args.relabel:   # an episode without block poses: a ValueError naming it, one line (cli)
+        episodes = [relabelled(ep) for ep in episodes]
     resumed = checkpoint_dirs(args.out)[-1] if args.resume and checkpoint_dirs(args.out) else None
     previous = json.loads((resumed / 'config.json').read_text()) if resumed else None   # config only, no weights
     val_fraction = (args.val_fraction if args.val_fraction is not None else VAL_FRACTION if previous is None

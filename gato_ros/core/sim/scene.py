@@ -55,6 +55,10 @@ class SimConfig:
     armature: float = 0.1                 # reflected rotor inertia added to each arm joint (kg m^2), 0..5
     grip_force: float = 20.0              # force limit of each finger (N), 1..200
     success_hold: float = 1.0             # seconds block A must rest on block B for success, 0..10
+    # Half-ranges (m) of the seed's uniform offset of the arm's start from the ready pose's tool point, tool still
+    # pointing down; each 0..0.15. From one fixed start, the distance travelled told a policy where the block was
+    # (closed loop: it kept going the way it had started); a varied start makes it look.
+    start_offset: tuple[float, float, float] = (0.1, 0.1, 0.04)
 
     def __post_init__(self):
         def check(field, ok, allowed):
@@ -77,6 +81,8 @@ class SimConfig:
         check('armature', 0 <= self.armature <= 5, '0..5')
         check('grip_force', 1 <= self.grip_force <= 200, '1..200')
         check('success_hold', 0 <= self.success_hold <= 10, '0..10')
+        check('start_offset', len(self.start_offset) == 3 and all(0 <= v <= 0.15 for v in self.start_offset),
+              '(x, y, z), each 0..0.15')
 
     @property
     def timestep(self) -> float:

@@ -71,7 +71,8 @@ class StackingSim:
 
     # ----------------------------------------------------------------------------------------- episode
     def reset(self, seed: int) -> None:
-        """New episode: arm at profile.ready, gripper open, blocks at seed-determined poses, time 0."""
+        """New episode: blocks at seed-determined poses, the arm at profile.ready moved by the seed's start offset
+        (SimConfig.start_offset), gripper open, time 0."""
         cfg, m, d = self.config, self.model, self.data
         mujoco.mj_resetData(m, d)
         rng = np.random.default_rng(seed)
@@ -80,15 +81,37 @@ class StackingSim:
             yaw = rng.uniform(-math.pi / 4, math.pi / 4)
             z = self.profile.table_height + cfg.block_size / 2
             d.qpos[adr:adr + 7] = [x, y, z, math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
-        d.qpos[self._arm_qpos] = self.profile.ready
         d.qpos[self._finger_qpos] = self._finger_open
-        self._command = np.array(self.profile.ready, dtype=np.float64)
+        d.qpos[self._arm_qpos] = self._start_pose(rng.uniform(-1.0, 1.0, 3) * np.array(cfg.start_offset))
+        self._command = d.qpos[self._arm_qpos].copy()
         self._gripper_command = 0.0
         self._apply_controls(self._command, np.zeros(len(self._command)))
         mujoco.mj_forward(m, d)
         self._stacked_since = None
         self._success = False
         self._status = self._evaluate_task()
+
+    def _start_pose(self, offset: np.ndarray) -> np.ndarray:
+        """Arm joints with the tool at the ready pose's tool point + offset and the ready orientation (damped least
+        squares on the tool body's Jacobian, from the ready pose)."""
+        m, d = self.model, self.data
+        d.qpos[self._arm_qpos] = self.profile.ready
+        mujoco.mj_kinematics(m, d)
+        target, orientation = d.xpos[self._tool] + offset, d.xmat[self._tool].reshape(3, 3).copy()
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        for _ in range(100):
+            rotation = d.xmat[self._tool].reshape(3, 3)
+            error = np.r_[target - d.xpos[self._tool], 0.5 * np.cross(rotation.T, orientation.T).sum(axis=0)]
+            if np.abs(error).max() < 1e-6:
+                break
+            mujoco.mj_comPos(m, d)
+            mujoco.mj_jacBody(m, d, jacp, jacr, self._tool)
+            jac = np.vstack([jacp, jacr])[:, self._arm_dof]
+            d.qpos[self._arm_qpos] += jac.T @ np.linalg.solve(jac @ jac.T + 1e-6 * np.eye(6), error)
+            mujoco.mj_kinematics(m, d)
+        else:
+            raise ValueError(f'start offset {offset.round(3).tolist()} m: no arm pose reaches it')
+        return d.qpos[self._arm_qpos].copy()
 
     def step(self, arm_position_command, gripper_command: float, duration: float) -> None:
         """Advance `duration` seconds (>= one physics step) toward the joint position command.

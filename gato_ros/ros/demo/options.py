@@ -39,7 +39,7 @@ class EpisodeReport:
     wall_time: float                # s
     commands: int                   # commands the sim received on the command topic
     commands_outside_limits: int    # of those, outside the profile's joint position limits
-    start_offset: float             # rad, max |first received command - ready pose|: ~0 = started from the reset
+    start_offset: float             # rad, max |first received command - reset pose|: ~0 = started from the reset
     #                                 pose (the depth-1 command publisher may drop the very first few)
     proposal_times: list = field(default_factory=list)   # monotonic receive times of non-empty proposals
     holds: int = 0                  # empty "hold" proposals (policy skipped a step)

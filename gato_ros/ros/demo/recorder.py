@@ -53,8 +53,9 @@ class Recorder(Node):
         self.create_subscription(Float64MultiArray, topics.command, self._on_command, 10, callback_group=group)
         self.reset_client = self.create_client(Trigger, topics.reset_service)
 
-    def start_episode(self, index: int, seed: int) -> None:
-        self.episode_index = index
+    def start_episode(self, index: int, seed: int, reset_pose: np.ndarray) -> None:
+        """reset_pose: the arm joints sim_node reset to (the seed's start pose)."""
+        self.episode_index, self._reset_pose = index, np.asarray(reset_pose)
         self.episode = EpisodeReport(seed=seed, success=False, reason='', sim_time=0.0, wall_time=0.0, commands=0,
                                      commands_outside_limits=0, start_offset=float('nan'))
 
@@ -89,7 +90,7 @@ class Recorder(Node):
             return
         q = np.asarray(msg.data)
         if ep.commands == 0:
-            ep.start_offset = float(np.abs(q - self.profile.ready).max())
+            ep.start_offset = float(np.abs(q - self._reset_pose).max())
         ep.commands += 1
         ep.commands_outside_limits += int(np.any(q < self.profile.lower) or np.any(q > self.profile.upper))
 

@@ -210,7 +210,7 @@ class Demo:
         """Fresh policy + safety nodes on the reset sim; the episode clock starts at the first command the sim
         receives and ends on success, a fallen block or max_time; then the arm is braked to a hold."""
         opts = self.options
-        recorder.start_episode(index, seed)
+        recorder.start_episode(index, seed, sim_node.privileged_state().q)
         ep = recorder.episode
         policy_nodes = []
         clock0, wall0 = sim_node.clock, time.monotonic()

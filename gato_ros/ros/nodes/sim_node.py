@@ -117,7 +117,7 @@ class SimNode(Node):
     def _start_episode(self) -> None:
         self._clock_offset += self.sim.time
         self.sim.reset(self._seed)
-        self._target = np.array(self.profile.ready, dtype=float)  # forward_position: hold the ready pose
+        self._target = self.sim.joint_positions()[0]   # forward_position: hold the seed's start pose
         self._velocity: np.ndarray | None = None                    # forward_velocity: keeps moving
         self._trajectory: Proposal | None = None                     # joint_trajectory, in sim time
         self._gripper = 0.0
