@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     cameras = ['--cameras', *args.cameras]
     half = args.episodes // 2
     stages.run('record', [['record', *robot, *cameras, '--episodes', str(n), '--seed', str(seed), '--out',
-                           str(data / 'demos'), '--json'] for n, seed in ((half, 0), (args.episodes - half, half)) if n])
+                           str(data / 'demos'), '--json']
+                          for n, seed in ((half, 0), (args.episodes - half, half)) if n])
     stages.run('heldout', [['record', *robot, *cameras, '--episodes', str(args.heldout_episodes), '--seed',
                             str(HELDOUT_SEED), '--out', str(data / 'heldout'), '--json']])
     threads = ['--threads', str(args.threads)]

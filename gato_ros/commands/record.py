@@ -1,6 +1,7 @@
 """`gato-ros record --robot R --episodes N --out DIR [--seed S] [--task red,blue ...] [--cameras ...] [--json]`:
 scripted-expert demonstrations in simulation, one rosbag2 bag (metadata.yaml + MCAP) per episode, and
-DIR/README.md, the dataset card. Finished episodes in DIR are skipped, so an interrupted recording resumes where it stopped."""
+DIR/README.md, the dataset card. Finished episodes in DIR are skipped, so an interrupted recording resumes where
+it stopped."""
 
 import argparse
 import json

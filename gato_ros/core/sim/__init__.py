@@ -7,6 +7,6 @@ from gato_ros.core.sim.scene import CAMERA_NAMES, SimConfig
 from gato_ros.core.sim.stacking import BlockPose, SimState, StackingSim
 from gato_ros.core.sim.task import BLOCK_COLORS, TaskStatus
 
-__all__ = ['BLOCK_COLORS', 'CAMERA_NAMES', 'BlockPose', 'EpisodeResult', 'ExpertConfig', 'RunnerConfig', 'ScriptedExpert',
-           'SimConfig', 'SimObservation', 'SimState', 'StackingSim', 'StepRecord', 'TaskStatus', 'make_safety_filter',
-           'run_episode']
+__all__ = ['BLOCK_COLORS', 'CAMERA_NAMES', 'BlockPose', 'EpisodeResult', 'ExpertConfig', 'RunnerConfig',
+           'ScriptedExpert', 'SimConfig', 'SimObservation', 'SimState', 'StackingSim', 'StepRecord', 'TaskStatus',
+           'make_safety_filter', 'run_episode']

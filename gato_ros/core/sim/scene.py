@@ -189,22 +189,25 @@ class CameraProjections:
         self.config, self.model = config, build_model(config, profile)
         self.data = mujoco.MjData(self.model)
         self._qpos = [self.model.joint(name).qposadr[0] for name in profile.joint_names]
+        size = config.image_size
+        # Camera frame (x right, y up, looking along -z) -> pixels: u = f x / -z + W/2, v = -f y / -z + H/2.
+        self._intrinsics = {}
+        for name in config.cameras:
+            f = (size / 2.0) / math.tan(math.radians(float(self.model.cam_fovy[self.model.camera(name).id])) / 2.0)
+            self._intrinsics[name] = np.array([[f, 0.0, -size / 2.0], [0.0, -f, -size / 2.0], [0.0, 0.0, -1.0]])
 
     def __call__(self, q: np.ndarray) -> dict[str, np.ndarray]:
-        model, data, size = self.model, self.data, self.config.image_size
-        out = {name: np.empty((len(q), 3, 4)) for name in self.config.cameras}
+        model, data = self.model, self.data
+        cams = {name: model.camera(name).id for name in self.config.cameras}
+        out = {name: np.empty((len(q), 3, 4)) for name in cams}
         for t, positions in enumerate(np.asarray(q, dtype=float)):
             data.qpos[self._qpos] = positions
             mujoco.mj_kinematics(model, data)
             mujoco.mj_camlight(model, data)
-            for name, projections in out.items():
-                cam = model.camera(name).id
-                f = (size / 2.0) / math.tan(math.radians(float(model.cam_fovy[cam])) / 2.0)
+            for name, cam in cams.items():
                 rotation = data.cam_xmat[cam].reshape(3, 3)      # columns: camera x (right), y (up), z (backwards)
                 world_to_camera = np.c_[rotation.T, -rotation.T @ data.cam_xpos[cam]]
-                # Camera frame (x right, y up, looking along -z) -> pixels: u = f x / -z + W/2, v = -f y / -z + H/2.
-                intrinsics = np.array([[f, 0.0, -size / 2.0], [0.0, -f, -size / 2.0], [0.0, 0.0, -1.0]])
-                projections[t] = intrinsics @ world_to_camera
+                out[name][t] = self._intrinsics[name] @ world_to_camera
         return out
 
 
