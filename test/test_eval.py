@@ -9,9 +9,12 @@ import torch
 from gato_ros.cli import main as cli
 from gato_ros.commands.train import robot_section
 from gato_ros.core.checkpoint import save_checkpoint
-from gato_ros.core.evaluation import EvalSummary, FrameRecorder, write_latency_histogram, write_video
+from gato_ros.core.evaluation import EvalSummary, FrameRecorder, PhaseProgress, write_latency_histogram, write_video
 from gato_ros.core.model import Gato, GatoConfig
-from gato_ros.core.sim.runner import EpisodeResult
+from gato_ros.core.robots import ACTION_DIM, Kinematics
+from gato_ros.core.sim import SimConfig, StackingSim
+from gato_ros.core.sim.expert import Phase, ScriptedExpert
+from gato_ros.core.sim.runner import EpisodeResult, RunnerConfig, make_safety_filter, run_episode
 from gato_ros.core.tokenizer.sequence import tokenizer_config
 
 
@@ -23,9 +26,9 @@ def _result(seed, success, statuses, steps=50):
 
 def test_metrics_rates_deadlines_and_safety():
     summary = EvalSummary()
-    summary.add(_result(0, True, {'OK': 2500}), [0.02] * 49 + [0.2], 0)
-    summary.add(_result(1, False, {'OK': 2400, 'DECELERATE_FOR_WORKSPACE': 100}), [0.04] * 50, 0)
-    summary.add(_result(2, True, {'OK': 2490, 'STALE_INPUT': 10}), [0.03] * 50, 2)
+    summary.add(_result(0, True, {'OK': 2500}), [0.02] * 49 + [0.2], 0, Phase.DONE)
+    summary.add(_result(1, False, {'OK': 2400, 'DECELERATE_FOR_WORKSPACE': 100}), [0.04] * 50, 0, Phase.LIFT)
+    summary.add(_result(2, True, {'OK': 2490, 'STALE_INPUT': 10}), [0.03] * 50, 2, Phase.DONE)
     m = summary.metrics(deadline_s=0.1)
     assert m['episodes'] == 3 and m['success_rate'] == pytest.approx(2 / 3)
     mean = (0.02 * 49 + 0.2 + 0.04 * 50 + 0.03 * 50) / 150
@@ -37,6 +40,33 @@ def test_metrics_rates_deadlines_and_safety():
     assert safety['ticks'] == 110 and safety['by_status'] == {'DECELERATE_FOR_WORKSPACE': 100, 'STALE_INPUT': 10}
     assert safety['halt_episode_fraction'] == pytest.approx(1 / 3)  # only STALE_INPUT is a halt-kind status
     assert m['failed_policy_steps'] == 2
+    assert list(m['furthest_phase']) == [p.value for p in Phase]     # in task order
+    assert m['furthest_phase']['done'] == 2 and m['furthest_phase']['lift'] == 1
+    assert sum(m['furthest_phase'].values()) == 3
+
+
+class _Still:
+    """An actor that never moves the arm."""
+
+    def act(self, observation):
+        return np.r_[np.zeros(ACTION_DIM - 1), -1.0]
+
+
+@pytest.mark.parametrize('actor, furthest', [('expert', Phase.RETREAT), ('still', Phase.APPROACH)])
+def test_phase_progress_follows_the_episode(actor, furthest):
+    """The expert's own episode passes every phase up to the retreat (it ends at success, as the tool rises);
+    an arm that never moves stays in approach."""
+    sim = StackingSim(SimConfig(robot='ur5e'))
+    kin = Kinematics(sim.profile)
+    expert = ScriptedExpert(task=sim.config.task, block_size=sim.config.block_size)
+    progress = PhaseProgress(ScriptedExpert(task=sim.config.task, block_size=sim.config.block_size))
+    config = RunnerConfig(max_time=20.0)
+    try:
+        run_episode(sim, expert if actor == 'expert' else _Still(), make_safety_filter(sim.profile, kin, config), kin,
+                    seed=1, config=config, on_step=progress)
+    finally:
+        sim.close()
+    assert progress.furthest is furthest
 
 
 def test_video_and_histogram_files(tmp_path):

@@ -21,6 +21,10 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
     assert list(stages) == ['record', 'heldout', 'train', 'dagger-1', 'retrain-1', 'diagnose', 'eval', 'export']
     assert all(s['complete'] and s['seconds'] > 0 for s in stages.values())
     assert len(stages['eval']['commands']) == 2                        # two evaluation processes, merged
+    (rollouts,) = [json.loads(line) for line in stages['dagger-1']['stdout']]
+    assert sum(rollouts['furthest_phase'].values()) == 1                # each rollout's furthest phase, counted
+    merged = json.loads((tmp_path / 'run' / 'eval.json').read_text())
+    assert sum(merged['furthest_phase'].values()) == 2
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary['episodes'] == 2 and 0.0 <= summary['success_rate'] <= 1.0
 

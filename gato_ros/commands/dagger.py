@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     from gato_ros.core.data.card import write_dataset_card
     from gato_ros.core.data.record import Recorder, pending_episodes
-    from gato_ros.core.evaluation import PolicyActor
+    from gato_ros.core.evaluation import PhaseProgress, PolicyActor
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
     from gato_ros.core.sim import SimConfig
+    from gato_ros.core.sim.expert import ScriptedExpert
     from gato_ros.core.sim.runner import RunnerConfig
 
     if not 0.0 <= args.beta <= 1.0:
@@ -54,13 +55,17 @@ def run(args: argparse.Namespace) -> int:
     recorder = Recorder(SimConfig(robot=args.robot, task=args.task, image_size=spec.image_size, cameras=spec.cameras),
                         RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True))
     actor = PolicyActor(policy, profile.name)
+    progress = PhaseProgress(ScriptedExpert(task=args.task, block_size=recorder.sim_config.block_size))
+    furthest = {phase.value: 0 for phase in PhaseProgress.ORDER}
     args.out.mkdir(parents=True, exist_ok=True)
     todo = pending_episodes(args.out, profile.name, [args.task], args.seed, args.episodes)
     successes, steps, start = 0, 0, time.perf_counter()
     bar = tqdm(todo, desc=f'dagger {profile.name}', unit='rollout', dynamic_ncols=True, disable=args.json)
     try:
         for done, (seed, _, path) in enumerate(bar, 1):
-            info, _ = recorder.record(seed, path, driver=actor, beta=args.beta)
+            progress.reset()
+            info, _ = recorder.record(seed, path, driver=actor, beta=args.beta, watch=progress)
+            furthest[progress.furthest.value] += 1
             successes += info.success
             steps += info.steps
             bar.set_postfix(policy_success=f'{successes / done:.0%}')
@@ -70,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     write_dataset_card(args.out, spec.image_size, arguments.command_line('dagger', args))
     summary = {'robot': profile.name, 'checkpoint': str(args.checkpoint), 'beta': args.beta,
                'episodes': args.episodes, 'recorded': len(todo), 'skipped': args.episodes - len(todo),
-               'rollout_success_rate': successes / len(todo) if todo else None, 'labelled_steps': steps,
+               'rollout_success_rate': successes / len(todo) if todo else None, 'furthest_phase': furthest,
+               'labelled_steps': steps,
                'seconds': round(time.perf_counter() - start, 2), 'out': str(args.out)}
     print(json.dumps(summary) if args.json else
           f"{summary['recorded']} rollouts ({summary['labelled_steps']} expert-labelled steps) in {args.out}; "

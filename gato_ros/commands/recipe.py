@@ -105,7 +105,9 @@ def merged_eval(outputs: list[str]) -> dict:
     return {'episodes': n, 'success_rate': mean('success_rate'), 'halt_episode_fraction': halt,
             'first_seeds': [p['first_seed'] for p in parts], 'deadline_miss_rate': mean('deadline_miss_rate'),
             'latency_ms_p50': max(p['latency']['p50_ms'] for p in parts),
-            'latency_ms_p99': max(p['latency']['p99_ms'] for p in parts), 'parts': parts}
+            'latency_ms_p99': max(p['latency']['p99_ms'] for p in parts),
+            'furthest_phase': {k: sum(p['furthest_phase'][k] for p in parts) for k in parts[0]['furthest_phase']},
+            'parts': parts}
 
 
 def run(args: argparse.Namespace) -> int:

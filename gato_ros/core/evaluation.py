@@ -16,6 +16,7 @@ from tqdm import tqdm
 from .observation import observer_for
 from .robots import ACTION_DIM
 from .sim import SimConfig, StackingSim
+from .sim.expert import Phase, ScriptedExpert
 from .stats import LatencySummary
 from .sim.runner import EpisodeResult, RunnerConfig, SimObservation, StepRecord, make_safety_filter, run_episode
 
@@ -57,16 +58,38 @@ class PolicyActor:
         return np.asarray(result.action, dtype=np.float64)
 
 
+class PhaseProgress:
+    """on_step hook: the furthest phase of the task an episode reached (Phase order: approach, descend, close,
+    lift, ...), as the scripted expert reads each visited state. Success alone says nothing while it is 0 %; this
+    says whether a policy reaches the block, closes on it, lifts it or carries it."""
+
+    ORDER = tuple(Phase)
+
+    def __init__(self, expert: ScriptedExpert):
+        self.expert = expert
+        self.furthest = Phase.APPROACH
+
+    def reset(self) -> None:
+        self.furthest = Phase.APPROACH
+
+    def __call__(self, step: StepRecord) -> None:
+        phase = self.expert.phase_of(step.observation.state)
+        if self.ORDER.index(phase) > self.ORDER.index(self.furthest):
+            self.furthest = phase
+
+
 @dataclass
 class EvalSummary:
     episodes: list[EpisodeResult] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)   # seconds, every policy step of every episode
     failed_steps: int = 0                                   # policy steps without a usable action
+    furthest: list[Phase] = field(default_factory=list)     # per episode, PhaseProgress
 
-    def add(self, result: EpisodeResult, latencies: list[float], failed_steps: int) -> None:
+    def add(self, result: EpisodeResult, latencies: list[float], failed_steps: int, furthest: Phase) -> None:
         self.episodes.append(result)
         self.latencies.extend(latencies)
         self.failed_steps += failed_steps
+        self.furthest.append(furthest)
 
     def metrics(self, deadline_s: float) -> dict:
         lat = np.asarray(self.latencies, dtype=np.float64)
@@ -97,6 +120,8 @@ class EvalSummary:
                 'halt_episode_fraction': len(halted) / n if n else None,
             },
             'mean_steps': sum(r.steps for r in self.episodes) / n if n else None,
+            # Episodes by the furthest phase they reached ('lift' or later: the block was held).
+            'furthest_phase': {p.value: self.furthest.count(p) for p in PhaseProgress.ORDER},
         }
 
 
@@ -149,6 +174,14 @@ def write_latency_histogram(latencies, deadline_s: float, path, title: str = '')
     return str(path)
 
 
+def _each(hooks):
+    """One on_step hook that calls each of `hooks` in turn."""
+    def on_step(step: StepRecord) -> None:
+        for hook in hooks:
+            hook(step)
+    return on_step
+
+
 def evaluate(policy, sim_config: SimConfig, runner_config: RunnerConfig, episodes: int, seed: int = EVAL_SEED,
              prompt=None, frames: FrameRecorder | None = None, progress: bool = True) -> EvalSummary:
     """Runs `episodes` closed-loop episodes (seeds seed, seed + 1, ...); `frames` records the first one."""
@@ -157,14 +190,16 @@ def evaluate(policy, sim_config: SimConfig, runner_config: RunnerConfig, episode
     sim = StackingSim(sim_config)
     actor = PolicyActor(policy, sim.profile.name, prompt)
     safety = make_safety_filter(sim.profile, actor.kin, runner_config)
+    progress_hook = PhaseProgress(ScriptedExpert(task=sim_config.task, block_size=sim_config.block_size))
     summary = EvalSummary()
     bar = tqdm(range(seed, seed + episodes), desc='eval', unit='episode', disable=not progress, dynamic_ncols=True)
     try:
         for i, episode_seed in enumerate(bar):
             actor.latencies, actor.failures = [], 0
-            result = run_episode(sim, actor, safety, actor.kin, episode_seed, runner_config,
-                                 on_step=frames if i == 0 else None)
-            summary.add(result, actor.latencies, actor.failures)
+            progress_hook.reset()
+            hooks = (progress_hook, frames) if frames is not None and i == 0 else (progress_hook,)
+            result = run_episode(sim, actor, safety, actor.kin, episode_seed, runner_config, on_step=_each(hooks))
+            summary.add(result, actor.latencies, actor.failures, progress_hook.furthest)
             bar.set_postfix(success=f'{sum(r.success for r in summary.episodes) / (i + 1):.0%}')
     finally:
         bar.close()

@@ -63,9 +63,10 @@ class Recorder:
         self.safety = make_safety_filter(self.sim.profile, self.kin, self.runner_config)
         self.expert = ScriptedExpert(task=self.sim_config.task, block_size=self.sim_config.block_size)
 
-    def record(self, seed: int, path, driver=None, beta: float = 0.0) -> tuple[EpisodeInfo, EpisodeResult]:
+    def record(self, seed: int, path, driver=None, beta: float = 0.0,
+               watch=None) -> tuple[EpisodeInfo, EpisodeResult]:
         """One episode to `path`: the expert drives, or `driver` does (beta: share of expert actions) and the
-        expert labels each step."""
+        expert labels each step. `watch`, if given, also sees every StepRecord (e.g. evaluation.PhaseProgress)."""
         profile = self.sim.profile
         actor = self.expert if driver is None else ExpertLabelled(driver, self.expert, beta, seed)
         writer = EpisodeWriter(path, profile.name, self.sim_config.task, seed, self.runner_config.control_hz,
@@ -79,6 +80,8 @@ class Recorder:
             blocks = {color: (pose.position, pose.quaternion) for color, pose in state.blocks.items()}
             label = step.action if driver is None else actor.label
             writer.add(state.time, positions, velocities, step.observation.images, label, blocks)
+            if watch is not None:
+                watch(step)
 
         with writer:
             result = run_episode(self.sim, actor, self.safety, self.kin, seed, self.runner_config,
