@@ -9,7 +9,8 @@ import torch
 from gato_ros.cli import main as cli
 from gato_ros.commands.train import robot_section
 from gato_ros.core.checkpoint import save_checkpoint
-from gato_ros.core.evaluation import EvalSummary, FrameRecorder, PhaseProgress, write_latency_histogram, write_video
+from gato_ros.core.evaluation import (EpisodeProgress, EvalSummary, FrameRecorder, PhaseProgress,
+                                     write_latency_histogram, write_video)
 from gato_ros.core.model import Gato, GatoConfig
 from gato_ros.core.robots import ACTION_DIM, Kinematics
 from gato_ros.core.sim import SimConfig, StackingSim
@@ -26,9 +27,10 @@ def _result(seed, success, statuses, steps=50):
 
 def test_metrics_rates_deadlines_and_safety():
     summary = EvalSummary()
-    summary.add(_result(0, True, {'OK': 2500}), [0.02] * 49 + [0.2], 0, Phase.DONE)
-    summary.add(_result(1, False, {'OK': 2400, 'DECELERATE_FOR_WORKSPACE': 100}), [0.04] * 50, 0, Phase.LIFT)
-    summary.add(_result(2, True, {'OK': 2490, 'STALE_INPUT': 10}), [0.03] * 50, 2, Phase.DONE)
+    summary.add(_result(0, True, {'OK': 2500}), [0.02] * 49 + [0.2], 0, EpisodeProgress(Phase.DONE, 0.001))
+    summary.add(_result(1, False, {'OK': 2400, 'DECELERATE_FOR_WORKSPACE': 100}), [0.04] * 50, 0,
+                EpisodeProgress(Phase.LIFT, 0.004))
+    summary.add(_result(2, True, {'OK': 2490, 'STALE_INPUT': 10}), [0.03] * 50, 2, EpisodeProgress(Phase.DONE, 0.2))
     m = summary.metrics(deadline_s=0.1)
     assert m['episodes'] == 3 and m['success_rate'] == pytest.approx(2 / 3)
     mean = (0.02 * 49 + 0.2 + 0.04 * 50 + 0.03 * 50) / 150
@@ -43,6 +45,7 @@ def test_metrics_rates_deadlines_and_safety():
     assert list(m['furthest_phase']) == [p.value for p in Phase]     # in task order
     assert m['furthest_phase']['done'] == 2 and m['furthest_phase']['lift'] == 1
     assert sum(m['furthest_phase'].values()) == 3
+    assert m['closest_xy_m_p50'] == pytest.approx(0.004) and m['closest_within_1cm'] == 2
 
 
 class _Still:
@@ -66,7 +69,12 @@ def test_phase_progress_follows_the_episode(actor, furthest):
                     seed=1, config=config, on_step=progress)
     finally:
         sim.close()
+    progress = progress.result()
     assert progress.furthest is furthest
+    if actor == 'expert':
+        assert progress.closest_xy < 0.01                 # the expert centres over the block to grasp it
+    else:
+        assert progress.closest_xy > 0.05                 # the arm stays at its start, away from the blocks
 
 
 def test_video_and_histogram_files(tmp_path):

@@ -13,8 +13,9 @@ from gato_ros.cli import main as cli
 @pytest.mark.slow
 def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys):
     args = ['recipe', '--out', str(tmp_path / 'run'), '--export', str(tmp_path / 'export'), '--episodes', '2',
-            '--heldout-episodes', '1', '--steps', '2', '--batch-size', '4', '--dagger-episodes', '1',
-            '--dagger-steps', '1', '--eval-episodes', '2', '--max-time', '1.0', '--threads', '1']
+            '--heldout-episodes', '1', '--steps', '2', '--batch-size', '4', '--dagger-rounds', '1',
+            '--dagger-episodes', '1', '--dagger-steps', '1', '--eval-episodes', '2', '--max-time', '1.0',
+            '--threads', '1']
     assert cli(args) == 0
     record = json.loads((tmp_path / 'run' / 'recipe.json').read_text())
     stages = record['stages']

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gato_ros.core.data.card import write_dataset_card
     from gato_ros.core.data.record import Recorder, pending_episodes
-    from gato_ros.core.evaluation import PhaseProgress, PolicyActor
+    from gato_ros.core.evaluation import PhaseProgress, PolicyActor, progress_report
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
     from gato_ros.core.sim import SimConfig
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                         RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True))
     actor = PolicyActor(policy, profile.name)
     progress = PhaseProgress(ScriptedExpert(task=args.task, block_size=recorder.sim_config.block_size))
-    furthest = {phase.value: 0 for phase in PhaseProgress.ORDER}
+    reached = []
     args.out.mkdir(parents=True, exist_ok=True)
     todo = pending_episodes(args.out, profile.name, [args.task], args.seed, args.episodes)
     successes, steps, start = 0, 0, time.perf_counter()
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         for done, (seed, _, path) in enumerate(bar, 1):
             progress.reset()
             info, _ = recorder.record(seed, path, driver=actor, beta=args.beta, watch=progress)
-            furthest[progress.furthest.value] += 1
+            reached.append(progress.result())
             successes += info.success
             steps += info.steps
             bar.set_postfix(policy_success=f'{successes / done:.0%}')
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     write_dataset_card(args.out, spec.image_size, arguments.command_line('dagger', args))
     summary = {'robot': profile.name, 'checkpoint': str(args.checkpoint), 'beta': args.beta,
                'episodes': args.episodes, 'recorded': len(todo), 'skipped': args.episodes - len(todo),
-               'rollout_success_rate': successes / len(todo) if todo else None, 'furthest_phase': furthest,
+               'rollout_success_rate': successes / len(todo) if todo else None, **progress_report(reached),
                'labelled_steps': steps,
                'seconds': round(time.perf_counter() - start, 2), 'out': str(args.out)}
     print(json.dumps(summary) if args.json else

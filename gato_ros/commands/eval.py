@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
         files['video'] = write_video(frames.frames, args.out / f'episode_seed{seed}.mp4', runner_config.control_hz)
     metrics['files'] = files
     per_episode = [{'seed': r.seed, 'success': r.success, 'steps': r.steps, 'sim_time': round(r.sim_time, 3),
-                    'furthest_phase': furthest.value, 'safety_statuses': r.safety_statuses,
-                    'task_reason': r.task.reason} for r, furthest in zip(summary.episodes, summary.furthest)]
+                    'furthest_phase': progress.furthest.value, 'closest_xy_m': round(progress.closest_xy, 4),
+                    'safety_statuses': r.safety_statuses, 'task_reason': r.task.reason}
+                   for r, progress in zip(summary.episodes, summary.progress)]
     (args.out / 'eval.json').write_text(json.dumps({**metrics, 'per_episode': per_episode}, indent=2) + '\n')
     if not args.json:
         latency = metrics['latency']

@@ -42,11 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='training steps of the first model (default 3000)')
     parser.add_argument('--batch-size', type=arguments.positive_int, default=32, help='sequences per step (default 32)')
     parser.add_argument('--lr', type=float, default=1e-3, help='peak learning rate (default 1e-3)')
-    parser.add_argument('--dagger-rounds', type=int, default=1, help='DAgger rounds (default 1)')
+    parser.add_argument('--dagger-rounds', type=int, default=3, help='DAgger rounds (default 3)')
     parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=80,
                         help='rollouts per DAgger round (default 80)')
-    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=3000,
-                        help='retraining steps per round (default 3000)')
+    parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500,
+                        help='retraining steps per round (default 1500)')
     parser.add_argument('--heldout-episodes', type=arguments.positive_int, default=20,
                         help='held-out demonstrations for the diagnosis (default 20)')
     parser.add_argument('--eval-episodes', type=arguments.positive_int, default=100,
@@ -107,6 +107,7 @@ def merged_eval(outputs: list[str]) -> dict:
             'latency_ms_p50': max(p['latency']['p50_ms'] for p in parts),
             'latency_ms_p99': max(p['latency']['p99_ms'] for p in parts),
             'furthest_phase': {k: sum(p['furthest_phase'][k] for p in parts) for k in parts[0]['furthest_phase']},
+            'closest_within_1cm': sum(p['closest_within_1cm'] for p in parts),
             'parts': parts}
 
 

@@ -58,24 +58,45 @@ class PolicyActor:
         return np.asarray(result.action, dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class EpisodeProgress:
+    """How far a policy got in one episode, when success alone says nothing (0 %)."""
+    furthest: Phase        # the furthest phase of the task reached ('lift' or later: the block was held)
+    closest_xy: float      # m: nearest the tool came, in the table plane, to the block it has to pick up
+
+
 class PhaseProgress:
-    """on_step hook: the furthest phase of the task an episode reached (Phase order: approach, descend, close,
-    lift, ...), as the scripted expert reads each visited state. Success alone says nothing while it is 0 %; this
-    says whether a policy reaches the block, closes on it, lifts it or carries it."""
+    """on_step hook that measures an episode's EpisodeProgress: phases as the scripted expert reads each visited
+    state (Phase order: approach, descend, close, lift, ...), distances from the privileged block poses."""
 
     ORDER = tuple(Phase)
 
     def __init__(self, expert: ScriptedExpert):
         self.expert = expert
-        self.furthest = Phase.APPROACH
+        self.reset()
 
     def reset(self) -> None:
-        self.furthest = Phase.APPROACH
+        self.furthest, self.closest_xy = Phase.APPROACH, float('inf')
 
     def __call__(self, step: StepRecord) -> None:
-        phase = self.expert.phase_of(step.observation.state)
+        state = step.observation.state
+        phase = self.expert.phase_of(state)
         if self.ORDER.index(phase) > self.ORDER.index(self.furthest):
             self.furthest = phase
+        distance = float(np.linalg.norm(state.tool_pos[:2] - state.blocks[self.expert.top].position[:2]))
+        self.closest_xy = min(self.closest_xy, distance)
+
+    def result(self) -> EpisodeProgress:
+        return EpisodeProgress(self.furthest, self.closest_xy)
+
+
+def progress_report(episodes: list[EpisodeProgress]) -> dict:
+    """Episodes by furthest phase (task order), and the closest approach to the block: median and how many came
+    within 1 cm (the expert's alignment tolerance for the grasp)."""
+    closest = np.array([e.closest_xy for e in episodes])
+    return {'furthest_phase': {p.value: sum(e.furthest is p for e in episodes) for p in PhaseProgress.ORDER},
+            'closest_xy_m_p50': round(float(np.median(closest)), 4) if closest.size else None,
+            'closest_within_1cm': int((closest < 0.01).sum())}
 
 
 @dataclass
@@ -83,13 +104,14 @@ class EvalSummary:
     episodes: list[EpisodeResult] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)   # seconds, every policy step of every episode
     failed_steps: int = 0                                   # policy steps without a usable action
-    furthest: list[Phase] = field(default_factory=list)     # per episode, PhaseProgress
+    progress: list[EpisodeProgress] = field(default_factory=list)
 
-    def add(self, result: EpisodeResult, latencies: list[float], failed_steps: int, furthest: Phase) -> None:
+    def add(self, result: EpisodeResult, latencies: list[float], failed_steps: int,
+            progress: EpisodeProgress) -> None:
         self.episodes.append(result)
         self.latencies.extend(latencies)
         self.failed_steps += failed_steps
-        self.furthest.append(furthest)
+        self.progress.append(progress)
 
     def metrics(self, deadline_s: float) -> dict:
         lat = np.asarray(self.latencies, dtype=np.float64)
@@ -120,8 +142,7 @@ class EvalSummary:
                 'halt_episode_fraction': len(halted) / n if n else None,
             },
             'mean_steps': sum(r.steps for r in self.episodes) / n if n else None,
-            # Episodes by the furthest phase they reached ('lift' or later: the block was held).
-            'furthest_phase': {p.value: self.furthest.count(p) for p in PhaseProgress.ORDER},
+            **progress_report(self.progress),
         }
 
 
@@ -199,7 +220,7 @@ def evaluate(policy, sim_config: SimConfig, runner_config: RunnerConfig, episode
             progress_hook.reset()
             hooks = (progress_hook, frames) if frames is not None and i == 0 else (progress_hook,)
             result = run_episode(sim, actor, safety, actor.kin, episode_seed, runner_config, on_step=_each(hooks))
-            summary.add(result, actor.latencies, actor.failures, progress_hook.furthest)
+            summary.add(result, actor.latencies, actor.failures, progress_hook.result())
             bar.set_postfix(success=f'{sum(r.success for r in summary.episodes) / (i + 1):.0%}')
     finally:
         bar.close()
