@@ -197,6 +197,15 @@ def test_diagnosis_reports_model_and_baselines_per_dimension():
                                   'model_mean_past_actions_blanked'}
     assert set(report['mae']['model_mean']) == {'mean', 'vx', 'vy', 'vz', 'yaw_rate', 'grip'}
     assert list(report['mae_by_phase']) == ['unknown']   # no block poses: the expert cannot be replayed
+    grip = report['grip_decision']
+    assert grip['timesteps'] == 14 and 0 <= grip['agreement'] <= 1 and 0 <= grip['uncertain'] <= 1
+    assert list(grip['by_phase']) == ['unknown']
+
+
+def test_grip_decision_counts_the_side_of_zero_and_the_uncertain_margin():
+    from gato_ros.core.diagnosis import grip_decision
+    report = grip_decision(np.array([0.9, 0.2, -0.3, -0.8]), np.array([1.0, 1.0, 1.0, -1.0]))
+    assert report == {'timesteps': 4, 'agreement': 0.75, 'uncertain': 0.5}
 
 
 def test_relabelling_a_recorded_expert_episode_gives_back_its_actions(tmp_path):

@@ -6,6 +6,10 @@ true past actions) and predicts the actions of t. The per-dimension mean absolut
 predicting zero -- overall and per phase of the scripted expert (its phase at each recorded state, see
 expert_phases). With a history of several timesteps the same is measured with the past actions blanked
 (set to 0): a policy that copies its history gets much worse without it.
+
+The gripper is bang-bang (grip > 0 closes), so its error is also reported as a decision: how often the decoded
+grip falls on the label's side of 0, and how often it is within 0.5 of 0, where a small change in the image
+flips the command (a policy that opens and closes at every other step never holds a block).
 """
 
 from __future__ import annotations
@@ -73,6 +77,11 @@ def _mae(errors: np.ndarray) -> dict:
     return {'mean': round(float(per_dim.mean()), 4), **{k: round(float(v), 4) for k, v in zip(ACTION_LAYOUT, per_dim)}}
 
 
+def grip_decision(grip: np.ndarray, label: np.ndarray) -> dict:
+    return {'timesteps': len(grip), 'agreement': round(float(((grip > 0) == (label > 0)).mean()), 4),
+            'uncertain': round(float((np.abs(grip) < 0.5).mean()), 4)}
+
+
 def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1) -> dict:
     """The teacher-forced report (see module doc) for `model` (a Gato in eval mode) on `episodes`."""
     model.eval()
@@ -100,4 +109,7 @@ def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1) -
     return {'episodes': len(episodes), 'timesteps': len(targets), 'history': history,
             'mae': {name: _mae(e) for name, e in errors.items()},
             'mae_by_phase': {phase: {'timesteps': len(idx), **{name: _mae(e[idx]) for name, e in errors.items()}}
-                             for phase, idx in sorted(by_phase.items())}}
+                             for phase, idx in sorted(by_phase.items())},
+            'grip_decision': {**grip_decision(mean[:, -1], targets[:, -1]),
+                              'by_phase': {phase: grip_decision(mean[idx, -1], targets[idx, -1])
+                                           for phase, idx in sorted(by_phase.items())}}}
