@@ -77,9 +77,13 @@ def _mae(errors: np.ndarray) -> dict:
     return {'mean': round(float(per_dim.mean()), 4), **{k: round(float(v), 4) for k, v in zip(ACTION_LAYOUT, per_dim)}}
 
 
+UNCERTAIN_GRIP = 0.5   # a decoded grip this close to 0 is a coin toss between open and close
+
+
 def grip_decision(grip: np.ndarray, label: np.ndarray) -> dict:
+    """Share of steps whose decoded grip is on the label's side of 0, and share within UNCERTAIN_GRIP of 0."""
     return {'timesteps': len(grip), 'agreement': round(float(((grip > 0) == (label > 0)).mean()), 4),
-            'uncertain': round(float((np.abs(grip) < 0.5).mean()), 4)}
+            'uncertain': round(float((np.abs(grip) < UNCERTAIN_GRIP).mean()), 4)}
 
 
 def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1) -> dict:
