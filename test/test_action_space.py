@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gato_ros.core.robots import ACTION_DIM, CartesianActionSpace, Kinematics, load_profile, tool_yaw
+from gato_ros.core.robots import ACTION_DIM, CartesianActionSpace, GripLatch, Kinematics, load_profile, tool_yaw
 
 SPACE = CartesianActionSpace()
 ROBOTS = ['ur5e', 'sawyer']
@@ -77,6 +77,23 @@ def test_gripper_command():
     assert SPACE.gripper_command([0, 0, 0, 0, 0.2]) == 1.0
     assert SPACE.gripper_command([0, 0, 0, 0, 0.0]) == 0.0
     assert SPACE.gripper_command([0, 0, 0, 0, -1.0]) == 0.0
+
+
+def test_grip_latch_holds_its_side_inside_the_band():
+    """An unsure grip wavering around 0 neither closes open fingers nor drops a held block; a clear one switches."""
+    latch = GripLatch(0.5)
+    assert [latch(g) for g in (0.3, 0.6, 0.1, -0.4, 0.2, -0.6, 0.45)] == [-1, 1, 1, 1, 1, -1, -1]
+    latch(0.9)
+    latch.reset()
+    assert latch(0.2) == -1.0   # a new episode starts open
+    passthrough = GripLatch(0.0)
+    assert [passthrough(g) for g in (0.3, -0.2)] == [0.3, -0.2]
+
+
+@pytest.mark.parametrize('band', [-0.1, 1.0, float('nan'), '0.5'])
+def test_grip_latch_rejects_a_bad_band(band):
+    with pytest.raises(ValueError, match='grip hysteresis band'):
+        GripLatch(band)
 
 
 @pytest.mark.parametrize('bad', [[np.nan, 0, 0, 0, 0], [0, 0, np.inf, 0, 0], [0, 0, 0, 0]])

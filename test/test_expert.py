@@ -63,6 +63,10 @@ def _state(tool, gripper, a, b, tool_yaw=0.0):
     ((0.48, 0.0, 0.09), 0.0, (0.5, 0.0, 0.025), Phase.APPROACH, (1, 0, 0)),
     # Open fingers, centred on red at the grasp depth: close without moving.
     ((0.5, 0.0, 0.021), 0.0, (0.5, 0.0, 0.025), Phase.CLOSE, (0, 0, 0)),
+    # Fingers already closing on red, the tool drifted 1 cm up: keep closing (not "open and descend again").
+    ((0.5, 0.0, 0.03), 0.2, (0.5, 0.0, 0.025), Phase.CLOSE, (0, 0, 0)),
+    # Open fingers 1 cm above the grasp point: descend first.
+    ((0.5, 0.0, 0.03), 0.0, (0.5, 0.0, 0.025), Phase.DESCEND, (0, 0, -1)),
 ])
 def test_expert_labels_states_a_policy_reaches_from_the_state(tool, gripper, red, phase, motion):
     expert = ScriptedExpert(('red', 'blue'))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gato_ros.core.data import EpisodeWriter, load_episodes, read_episode
-from gato_ros.core.data.dataset import AUX_DIM, DatasetConfig, EpisodeDataset, aux_targets, collate
+from gato_ros.core.data.dataset import AUX_DIM, DatasetConfig, EpisodeDataset, EpisodeTokens, aux_targets, collate
 from gato_ros.core.data.mcap_io import BLOCK_ORDER
 from gato_ros.core.diagnosis import diagnose
 from gato_ros.core.engine import EngineConfig, GatoEngine
@@ -67,8 +67,15 @@ def test_action_head_loss_is_cross_entropy_over_the_bins_only():
 
 def test_aux_targets_follow_the_blocks_one_row_per_own_timestep():
     episode = with_blocks(synthetic_episode(1, steps=12))
-    aux = aux_targets(episode.blocks, 0.0)
+    tool_yaw = EpisodeTokens(episode).tool_yaw
+    aux = aux_targets(episode.blocks, 0.0, tool_yaw)
     assert aux.shape == (12, AUX_DIM) and np.abs(aux).max() <= 1.5
+    # The last two values per block: the quarter-turn-periodic yaw still to turn, block minus tool.
+    qw, qz = episode.blocks[..., 3], episode.blocks[..., 6]
+    turn = 2 * np.arctan2(qz, qw) - tool_yaw[:, None]
+    per_block = aux.reshape(12, -1, 7)
+    np.testing.assert_allclose(per_block[..., 5], np.sin(4 * turn), atol=1e-6)
+    np.testing.assert_allclose(per_block[..., 6], np.cos(4 * turn), atol=1e-6)
     ds = EpisodeDataset([episode], DatasetConfig(context=60, prompt_prob=0))   # 3 timesteps of 20 tokens
     sample = ds[4]
     np.testing.assert_array_equal(sample.aux, aux[4:7])

@@ -62,9 +62,15 @@ def test_checkpoint_policy_acts_like_its_model(tmp_path, profiles):
     for r in results:
         assert r.status is PolicyStatus.OK and r.action.shape == (ACTION_DIM,) and r.latency_s > 0
         assert np.all(np.abs(r.action) <= 1.0)
+        assert r.action[4] in (-1.0, 1.0)   # the grip is latched (robots.GripLatch), not the decoded value
     policy.reset()
     again = [policy.act(_observation(ur5e, seed)).action for seed in range(3)]
     np.testing.assert_array_equal([r.action for r in results], again)
+    raw = GatoPolicy.from_checkpoint(tmp_path, ur5e, grip_hysteresis=0.0)
+    decoded = [raw.act(_observation(ur5e, seed)).action for seed in range(3)]
+    np.testing.assert_array_equal(np.array(decoded)[:, :4], np.array(again)[:, :4])
+    for grip, latched in zip(np.array(decoded)[:, 4], np.array(again)[:, 4]):
+        assert abs(grip) <= 0.5 or np.sign(grip) == latched
 
 
 def test_joint_mismatch_is_refused_naming_both(tmp_path, profiles):

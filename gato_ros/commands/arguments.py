@@ -31,6 +31,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def add_grip_hysteresis(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--grip-hysteresis', type=fraction, default=None, metavar='BAND',
+                        help="the learned grip changes side only past +-BAND (default 0.5, robots.GripLatch; 0: "
+                             'the grip as decoded)')
+
+
+def grip_hysteresis(args: argparse.Namespace) -> dict:
+    """GatoPolicy.from_checkpoint keyword for --grip-hysteresis (none: the policy's default band)."""
+    return {} if args.grip_hysteresis is None else {'grip_hysteresis': args.grip_hysteresis}
+
+
 def robot(text: str) -> str:
     """A packaged robot profile name (config/robots/<name>.yaml) or a profile YAML path."""
     if Path(text).suffix in ('.yaml', '.yml'):

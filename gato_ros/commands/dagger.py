@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-time', type=float, default=20.0, help='rollout limit, sim seconds (default 20)')
     parser.add_argument('--threads', type=arguments.positive_int, default=1,
                         help='torch threads for the policy (default 1)')
+    arguments.add_grip_hysteresis(parser)
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'--beta must be in [0, 1], got {args.beta}')
     torch.set_num_threads(args.threads)
     profile = load_profile(args.robot)
-    policy = GatoPolicy.from_checkpoint(args.checkpoint, profile)
+    policy = GatoPolicy.from_checkpoint(args.checkpoint, profile, **arguments.grip_hysteresis(args))
     spec = policy.spec
     recorder = Recorder(SimConfig(robot=args.robot, task=args.task, image_size=spec.image_size, cameras=spec.cameras),
                         RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True))

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'threads than cores across processes ran ~20x slower here)')
     parser.add_argument('--out', type=Path, default=Path('eval'), help='output directory (default ./eval)')
     parser.add_argument('--no-video', action='store_true', help='skip the video')
+    arguments.add_grip_hysteresis(parser)
     parser.add_argument('--json', action='store_true', help='print one JSON summary as the last line')
 
 
@@ -47,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     deadline = args.deadline_ms / 1e3
     profile = load_profile(args.robot)
-    policy = GatoPolicy.from_checkpoint(args.checkpoint, profile, device=args.device, deadline_s=deadline)
+    policy = GatoPolicy.from_checkpoint(args.checkpoint, profile, device=args.device, deadline_s=deadline,
+                                        **arguments.grip_hysteresis(args))
     spec = policy.spec   # the observation layout and rate the checkpoint was trained on
     task = args.prompt_task or args.task
     sim_config = SimConfig(robot=args.robot, task=task, image_size=spec.image_size, cameras=spec.cameras)
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = {'checkpoint': str(args.checkpoint), 'robot': profile.name, 'task': ','.join(task),
                'prompt': ','.join(args.prompt_task) if args.prompt_task else None,
                'prompt_tokens': len(prompt) if prompt is not None else 0, 'first_seed': seed,
-               'device': args.device, **summary.metrics(deadline)}
+               'device': args.device, 'grip_hysteresis': policy.grip.band, **summary.metrics(deadline)}
     args.out.mkdir(parents=True, exist_ok=True)
     files = {'histogram': write_latency_histogram(summary.latencies, deadline, args.out / 'latency_histogram.png',
                                                   f'{profile.name}, {len(summary.latencies)} policy steps')}

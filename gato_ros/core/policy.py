@@ -2,7 +2,8 @@
 
 A checkpoint's PolicySpec (core/policy_spec.py) names the robot(s) it was trained for; the policy refuses to
 start on a robot whose joint names differ (a joint-order mismatch would silently send the wrong joint's angle
-to the model). The spec also sets the engine's window (the trained context) and its action decoding.
+to the model). The spec also sets the engine's window (the trained context) and its action decoding. The grip
+goes through a GripLatch (robots/action.py), so an unsure grip does not open and close the fingers every step.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gato_ros.core.checkpoint import CheckpointError, check_state_dict, load_che
 from gato_ros.core.engine import EngineConfig, EngineResult, GatoEngine
 from gato_ros.core.model import Gato, GatoConfig, preset
 from gato_ros.core.policy_spec import PolicySpec
-from gato_ros.core.robots import ACTION_DIM, RobotProfile
+from gato_ros.core.robots import ACTION_DIM, GRIP_HYSTERESIS, GripLatch, RobotProfile
 from gato_ros.core.tokenizer import check_tokenizer_config, tokenize_observation, tokenizer_config
 
 
@@ -53,8 +54,10 @@ def check_robot(spec: PolicySpec, profile: RobotProfile, source: str) -> None:
 
 class GatoPolicy:
     def __init__(self, model: Gato, engine: GatoEngine, config: Mapping, spec: PolicySpec,
-                 random_weights: bool = False, deadline_s: float | None = None):
+                 random_weights: bool = False, deadline_s: float | None = None,
+                 grip_hysteresis: float = GRIP_HYSTERESIS):
         self.model, self.engine, self.config, self.spec = model, engine, config, spec
+        self.grip = GripLatch(grip_hysteresis)
         self.random_weights = random_weights    # True: bring-up/tests only, the actions mean nothing
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f'GatoPolicy deadline_s must be > 0 seconds or None, got {deadline_s}')
@@ -62,10 +65,11 @@ class GatoPolicy:
 
     @classmethod
     def from_checkpoint(cls, path, profile: RobotProfile, device: str = 'cpu', compile: bool = False,
-                        deadline_s: float | None = None, **engine_options) -> 'GatoPolicy':
+                        deadline_s: float | None = None, grip_hysteresis: float = GRIP_HYSTERESIS,
+                        **engine_options) -> 'GatoPolicy':
         """Load a checkpoint directory; PolicyError if it was trained for other joints, CheckpointError if
-        it is unusable. engine_options: other EngineConfig fields (dtype, temperature, seed, max_context,
-        eviction)."""
+        it is unusable. grip_hysteresis: the GripLatch band (0 = the model's grip as decoded). engine_options:
+        other EngineConfig fields (dtype, temperature, seed, max_context, eviction)."""
         path = pathlib.Path(path)
         state_dict, config = load_checkpoint(path)
         try:
@@ -82,7 +86,8 @@ class GatoPolicy:
         # Run on the window length the model was trained on: a longer one puts it out of distribution.
         engine_options.setdefault('max_context', spec.context)
         engine_options.setdefault('decoding', spec.decoding)
-        return cls._build(model, config, spec, deadline_s, False, device=device, compile=compile, **engine_options)
+        return cls._build(model, config, spec, deadline_s, False, grip_hysteresis, device=device, compile=compile,
+                          **engine_options)
 
     @classmethod
     def random(cls, preset_name: str, profile: RobotProfile, device: str = 'cpu', compile: bool = False,
@@ -94,18 +99,19 @@ class GatoPolicy:
         config = {'model': model.config.to_dict(), 'tokenizer': tokenizer_config(), 'stats': {}, 'random_weights': True,
                   'robot': {'name': profile.name, 'joint_names': list(profile.joint_names)}}
         spec = PolicySpec(context=model.config.context, robots={profile.name: profile.joint_names})
-        return cls._build(model, config, spec, deadline_s, True, device=device, compile=compile, seed=seed,
-                          **engine_options)
+        return cls._build(model, config, spec, deadline_s, True, GRIP_HYSTERESIS, device=device, compile=compile,
+                          seed=seed, **engine_options)
 
     @classmethod
-    def _build(cls, model, config, spec, deadline_s, random_weights, **engine_options):
+    def _build(cls, model, config, spec, deadline_s, random_weights, grip_hysteresis, **engine_options):
         engine = GatoEngine(model, EngineConfig(action_dim=ACTION_DIM, **engine_options))
-        return cls(model, engine, config, spec, random_weights, deadline_s)
+        return cls(model, engine, config, spec, random_weights, deadline_s, grip_hysteresis)
 
     def reset(self, prompt=None) -> None:
         """New episode; `prompt` (TokenSequence of whole timesteps, e.g. a successful demonstration) stays in
         the context for the whole episode."""
         self.engine.reset(prompt)
+        self.grip.reset()
 
     def act(self, observation: Mapping) -> PolicyResult:
         """Observation dict (observation.build_observation) -> the next action."""
@@ -117,6 +123,7 @@ class GatoPolicy:
         result: EngineResult = self.engine.step(tokens)
         latency = time.perf_counter() - start
         action = np.clip(result.action, -1.0, 1.0)
+        action[4] = self.grip(float(action[4]))
         if self.deadline_s is not None and latency > self.deadline_s:
             return PolicyResult(action, latency, PolicyStatus.LATE,
                                 f'step took {latency * 1e3:.1f} ms > deadline {self.deadline_s * 1e3:.1f} ms')

@@ -17,7 +17,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-from gato_ros.core.robots import COMMAND_INTERFACES, load_profile
+from gato_ros.core.robots import COMMAND_INTERFACES, GRIP_HYSTERESIS, load_profile
 from gato_ros.core.robots.profile import FORWARD_TOPICS
 
 
@@ -72,6 +72,8 @@ class PolicyNodeConfig:
                                   range=(0.01, 5.0))
     horizon: float = _param(0.2, 'time span (s) covered by each proposal', range=(0.01, 2.0))
     n_points: int = _param(5, 'trajectory points per proposal', range=(2, 100))
+    grip_hysteresis: float = _param(GRIP_HYSTERESIS, 'the learned grip closes only above +band and opens only '
+                                    'below -band (0 = as decoded)', range=(0.0, 0.99))
     diagnostics_rate: float = _param(2.0, '/diagnostics publications per second (Hz)', range=(1.0, 10.0))
 
     def __post_init__(self):

@@ -48,6 +48,8 @@ class ExpertConfig:
     funnel_radius: float = 0.04    # m: within this (xy) of A the tool centres over it at its own height, rising
                                    # only to clear A's top, instead of going back to the hover point
     clearance: float = 0.015       # m: fingertips this far above A's top may move sideways over it
+    close_band: float = 0.015      # m: fingers already closing on A keep closing up to this far above the grasp
+                                   # point (a learner drifting up while closing is not labelled "open")
     held_closure: float = 0.3      # gripper closure at which the fingers hold A (a 5 cm block settles at ~0.42)
     missed_closure: float = 0.9    # closure past which the fingers closed on nothing
     open_closure: float = 0.05     # closure below which the fingers have let go
@@ -55,7 +57,7 @@ class ExpertConfig:
 
     def __post_init__(self):
         for field in ('hover', 'grasp_depth', 'gain', 'yaw_gain', 'position_tolerance', 'align_tolerance',
-                      'yaw_tolerance', 'lift_margin', 'funnel_radius', 'clearance', 'lost_distance'):
+                      'yaw_tolerance', 'lift_margin', 'funnel_radius', 'clearance', 'close_band', 'lost_distance'):
             if not getattr(self, field) > 0:
                 raise ValueError(f'ExpertConfig.{field}={getattr(self, field)!r} is invalid; allowed: > 0')
         if not self.drop >= 0:
@@ -99,7 +101,9 @@ class ScriptedExpert:
                    and tool[2] < self._hover_z(state) + cfg.position_tolerance)
         if not above_a or state.gripper >= cfg.missed_closure:   # fully closed fingers missed: open, go back up
             return Phase.APPROACH
-        return Phase.CLOSE if tool[2] - self._grasp_z(state) < cfg.position_tolerance else Phase.DESCEND
+        above_grasp = tool[2] - self._grasp_z(state)
+        closing = state.gripper > cfg.open_closure and above_grasp < cfg.close_band
+        return Phase.CLOSE if above_grasp < cfg.position_tolerance or closing else Phase.DESCEND
 
     def act(self, observation) -> np.ndarray:
         state = observation.state

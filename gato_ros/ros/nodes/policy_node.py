@@ -76,7 +76,8 @@ def load_policy(config: PolicyNodeConfig, profile):
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    options = dict(device=config.device, seed=config.seed, deadline_s=config.deadline)
+    options = dict(device=config.device, seed=config.seed, deadline_s=config.deadline,
+                   grip_hysteresis=config.grip_hysteresis)
     if config.max_context:
         options['max_context'] = config.max_context
     if not config.checkpoint:
