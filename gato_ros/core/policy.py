@@ -91,7 +91,8 @@ class GatoPolicy:
 
     @classmethod
     def random(cls, preset_name: str, profile: RobotProfile, device: str = 'cpu', compile: bool = False,
-               seed: int = 0, deadline_s: float | None = None, **engine_options) -> 'GatoPolicy':
+               seed: int = 0, deadline_s: float | None = None, grip_hysteresis: float = GRIP_HYSTERESIS,
+               **engine_options) -> 'GatoPolicy':
         """RANDOM WEIGHTS, for bring-up, timing and tests: the actions are meaningless."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -99,7 +100,7 @@ class GatoPolicy:
         config = {'model': model.config.to_dict(), 'tokenizer': tokenizer_config(), 'stats': {}, 'random_weights': True,
                   'robot': {'name': profile.name, 'joint_names': list(profile.joint_names)}}
         spec = PolicySpec(context=model.config.context, robots={profile.name: profile.joint_names})
-        return cls._build(model, config, spec, deadline_s, True, GRIP_HYSTERESIS, device=device, compile=compile,
+        return cls._build(model, config, spec, deadline_s, True, grip_hysteresis, device=device, compile=compile,
                           seed=seed, **engine_options)
 
     @classmethod
