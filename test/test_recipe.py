@@ -26,6 +26,7 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
     assert sum(rollouts['furthest_phase'].values()) == 1                # each rollout's furthest phase, counted
     merged = json.loads((tmp_path / 'run' / 'eval.json').read_text())
     assert sum(merged['furthest_phase'].values()) == 2
+    assert merged['gripper_closings_mean'] >= 0                         # gripper closings, averaged over both
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary['episodes'] == 2 and 0.0 <= summary['success_rate'] <= 1.0
 

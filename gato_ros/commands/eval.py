@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     metrics['files'] = files
     per_episode = [{'seed': r.seed, 'success': r.success, 'steps': r.steps, 'sim_time': round(r.sim_time, 3),
                     'furthest_phase': progress.furthest.value, 'closest_xy_m': round(progress.closest_xy, 4),
+                    'gripper_closings': progress.closings, 'longest_hold_steps': progress.longest_hold,
                     'safety_statuses': r.safety_statuses, 'task_reason': r.task.reason}
                    for r, progress in zip(summary.episodes, summary.progress)]
     (args.out / 'eval.json').write_text(json.dumps({**metrics, 'per_episode': per_episode}, indent=2) + '\n')

@@ -108,6 +108,7 @@ def merged_eval(outputs: list[str]) -> dict:
             'latency_ms_p99': max(p['latency']['p99_ms'] for p in parts),
             'furthest_phase': {k: sum(p['furthest_phase'][k] for p in parts) for k in parts[0]['furthest_phase']},
             'closest_within_1cm': sum(p['closest_within_1cm'] for p in parts),
+            'gripper_closings_mean': mean('gripper_closings_mean'),
             'parts': parts}
 
 

@@ -63,6 +63,8 @@ class EpisodeProgress:
     """How far a policy got in one episode, when success alone says nothing (0 %)."""
     furthest: Phase        # the furthest phase of the task reached ('lift' or later: the block was held)
     closest_xy: float      # m: nearest the tool came, in the table plane, to the block it has to pick up
+    closings: int = 0      # gripper commands that went from open to closed (the expert: about one per episode)
+    longest_hold: int = 0  # most consecutive steps the gripper was commanded closed (a carry needs ~60)
 
 
 class PhaseProgress:
@@ -77,6 +79,7 @@ class PhaseProgress:
 
     def reset(self) -> None:
         self.furthest, self.closest_xy = Phase.APPROACH, float('inf')
+        self.closings = self.hold = self.longest_hold = 0
 
     def __call__(self, step: StepRecord) -> None:
         state = step.observation.state
@@ -85,18 +88,28 @@ class PhaseProgress:
             self.furthest = phase
         distance = float(np.linalg.norm(state.tool_pos[:2] - state.blocks[self.expert.top].position[:2]))
         self.closest_xy = min(self.closest_xy, distance)
+        if step.gripper_command > 0:
+            self.closings += self.hold == 0
+            self.hold += 1
+            self.longest_hold = max(self.longest_hold, self.hold)
+        else:
+            self.hold = 0
 
     def result(self) -> EpisodeProgress:
-        return EpisodeProgress(self.furthest, self.closest_xy)
+        return EpisodeProgress(self.furthest, self.closest_xy, self.closings, self.longest_hold)
 
 
 def progress_report(episodes: list[EpisodeProgress]) -> dict:
-    """Episodes by furthest phase (task order), and the closest approach to the block: median and how many came
-    within 1 cm (the expert's alignment tolerance for the grasp)."""
+    """Episodes by furthest phase (task order), the closest approach to the block (median, and how many came
+    within 1 cm: the expert's alignment tolerance for the grasp), and the gripper: closings per episode (mean)
+    and the longest hold (median steps)."""
     closest = np.array([e.closest_xy for e in episodes])
+    median = lambda values: float(np.median(values)) if values else None  # noqa: E731
     return {'furthest_phase': {p.value: sum(e.furthest is p for e in episodes) for p in PhaseProgress.ORDER},
-            'closest_xy_m_p50': round(float(np.median(closest)), 4) if closest.size else None,
-            'closest_within_1cm': int((closest < 0.01).sum())}
+            'closest_xy_m_p50': round(median(closest.tolist()), 4) if closest.size else None,
+            'closest_within_1cm': int((closest < 0.01).sum()),
+            'gripper_closings_mean': round(float(np.mean([e.closings for e in episodes])), 3) if episodes else None,
+            'longest_hold_steps_p50': median([e.longest_hold for e in episodes])}
 
 
 @dataclass
