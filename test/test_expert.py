@@ -76,6 +76,28 @@ def test_expert_labels_states_a_policy_reaches_from_the_state(tool, gripper, red
     assert action[4] == (1.0 if phase in (Phase.MOVE, Phase.LIFT, Phase.CLOSE) else -1.0)
 
 
+class _Still:
+    def act(self, observation):
+        return np.r_[np.zeros(ACTION_DIM - 1), -1.0]
+
+
+def test_runner_stops_an_arm_that_stays_still_and_not_the_expert():
+    """stop_when_still ends an episode whose tool has not moved for that many steps (a policy held at a bound);
+    the expert, which pauses only to close the fingers, still finishes its task."""
+    sim = StackingSim(SimConfig(robot='ur5e'))
+    kin = Kinematics(sim.profile)
+    config = RunnerConfig(stop_when_still=10)
+    try:
+        still = run_episode(sim, _Still(), make_safety_filter(sim.profile, kin, config), kin, 3, config)
+        expert = run_episode(sim, ScriptedExpert(), make_safety_filter(sim.profile, kin, config), kin, 3, config)
+    finally:
+        sim.close()
+    assert still.still and not still.success and still.steps == 10
+    assert expert.success and not expert.still
+    with pytest.raises(ValueError, match='stop_when_still'):
+        RunnerConfig(stop_when_still=-1)
+
+
 def test_runner_renders_images_for_a_policy():
     sim = StackingSim(SimConfig(robot='ur5e'))
     kin = Kinematics(sim.profile)

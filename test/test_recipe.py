@@ -24,6 +24,7 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
     assert len(stages['eval']['commands']) == 2                        # two evaluation processes, merged
     (rollouts,) = [json.loads(line) for line in stages['dagger-1']['stdout']]
     assert sum(rollouts['furthest_phase'].values()) == 1                # each rollout's furthest phase, counted
+    assert rollouts['ended_still'] in (0, 1)                           # rollouts stopped at a standstill
     merged = json.loads((tmp_path / 'run' / 'eval.json').read_text())
     assert sum(merged['furthest_phase'].values()) == 2
     assert merged['gripper_closings_mean'] >= 0                         # gripper closings, averaged over both

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--beta', type=float, default=0.0,
                         help='probability that the expert acts instead of the policy at a step (default 0)')
     parser.add_argument('--max-time', type=float, default=20.0, help='rollout limit, sim seconds (default 20)')
+    parser.add_argument('--stop-when-still', type=int, default=20, metavar='STEPS',
+                        help='end a rollout once the tool has stayed within 2 mm for STEPS control steps, e.g. '
+                             'held at a workspace bound (default 20; 0: never)')
     parser.add_argument('--threads', type=arguments.positive_int, default=1,
                         help='torch threads for the policy (default 1)')
     arguments.add_grip_hysteresis(parser)
@@ -49,23 +52,27 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.beta <= 1.0:
         raise SystemExit(f'--beta must be in [0, 1], got {args.beta}')
+    if args.stop_when_still < 0:
+        raise SystemExit(f'--stop-when-still must be >= 0 steps, got {args.stop_when_still}')
     torch.set_num_threads(args.threads)
     profile = load_profile(args.robot)
     policy = GatoPolicy.from_checkpoint(args.checkpoint, profile, **arguments.grip_hysteresis(args))
     spec = policy.spec
     recorder = Recorder(SimConfig(robot=args.robot, task=args.task, image_size=spec.image_size, cameras=spec.cameras),
-                        RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True))
+                        RunnerConfig(control_hz=spec.control_hz, max_time=args.max_time, render=True,
+                                     stop_when_still=args.stop_when_still))
     actor = PolicyActor(policy, profile.name)
     progress = PhaseProgress(ScriptedExpert(task=args.task, block_size=recorder.sim_config.block_size))
     reached = []
     args.out.mkdir(parents=True, exist_ok=True)
     todo = pending_episodes(args.out, profile.name, [args.task], args.seed, args.episodes)
-    successes, steps, start = 0, 0, time.perf_counter()
+    successes, steps, still, start = 0, 0, 0, time.perf_counter()
     bar = tqdm(todo, desc=f'dagger {profile.name}', unit='rollout', dynamic_ncols=True, disable=args.json)
     try:
         for done, (seed, _, path) in enumerate(bar, 1):
             progress.reset()
-            info, _ = recorder.record(seed, path, driver=actor, beta=args.beta, watch=progress)
+            info, result = recorder.record(seed, path, driver=actor, beta=args.beta, watch=progress)
+            still += result.still
             reached.append(progress.result())
             successes += info.success
             steps += info.steps
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {'robot': profile.name, 'checkpoint': str(args.checkpoint), 'beta': args.beta,
                'episodes': args.episodes, 'recorded': len(todo), 'skipped': args.episodes - len(todo),
                'rollout_success_rate': successes / len(todo) if todo else None, **progress_report(reached),
-               'labelled_steps': steps,
+               'labelled_steps': steps, 'ended_still': still,
                'seconds': round(time.perf_counter() - start, 2), 'out': str(args.out)}
     print(json.dumps(summary) if args.json else
           f"{summary['recorded']} rollouts ({summary['labelled_steps']} expert-labelled steps) in {args.out}; "

@@ -20,6 +20,9 @@ from gato_ros.core.sim.stacking import SimState, StackingSim
 from gato_ros.core.sim.task import TaskStatus
 
 
+STILL_DISTANCE = 0.002   # m: a tool that moved less than this over RunnerConfig.stop_when_still steps is still
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     control_hz: float = 10.0      # actor (policy / expert) rate (Hz), 1..50
@@ -29,6 +32,10 @@ class RunnerConfig:
     proposal_points: int = 5      # points per proposal, 2..50
     max_time: float = 30.0        # episode limit in sim time (s), > 0
     render: bool = False          # render camera images into each observation
+    stop_when_still: int = 0      # end the episode once the tool has moved < STILL_DISTANCE over this many control
+    #                               steps (0: never). A one-timestep policy held at a workspace bound sees the
+    #                               same observation every step and stays there: DAgger rollouts stop there
+    #                               instead of recording the same state a hundred times
 
     def __post_init__(self):
         def check(field, ok, allowed):
@@ -39,6 +46,7 @@ class RunnerConfig:
         check('horizon', 1 / self.control_hz < self.horizon <= 2.0, f'({1 / self.control_hz}, 2] s')
         check('proposal_points', 2 <= self.proposal_points <= 50, '2..50')
         check('max_time', self.max_time > 0, '> 0 s')
+        check('stop_when_still', self.stop_when_still >= 0, '>= 0 steps')
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class EpisodeResult:
     safety_interventions: int     # ticks whose status was not OK
     safety_statuses: dict         # SafetyStatus name -> ticks
     task: TaskStatus              # at the end of the episode
+    still: bool = False           # ended by RunnerConfig.stop_when_still
 
 
 def make_safety_filter(profile, kin, config: RunnerConfig = RunnerConfig()) -> SafetyFilter:
@@ -87,9 +96,15 @@ def run_episode(sim: StackingSim, actor, safety: SafetyFilter, kin, seed: int,
     if hasattr(actor, 'reset'):
         actor.reset()
     statuses = collections.Counter()
-    steps = 0
+    steps, still = 0, False
+    recent = collections.deque(maxlen=config.stop_when_still + 1)   # tool positions of the last steps
     while sim.time < config.max_time - tick / 2:
         state = sim.state()
+        recent.append(state.tool_pos)
+        if config.stop_when_still and len(recent) == recent.maxlen:
+            if np.max(np.linalg.norm(np.array(recent) - recent[-1], axis=1)) < STILL_DISTANCE:
+                still = True
+                break
         observation = SimObservation(state, sim.render() if config.render else None)
         action = np.asarray(actor.act(observation), dtype=np.float64)
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
@@ -111,4 +126,4 @@ def run_episode(sim: StackingSim, actor, safety: SafetyFilter, kin, seed: int,
             break
     return EpisodeResult(seed=seed, success=sim.task_status().success, steps=steps, sim_time=sim.time,
                          safety_interventions=sum(n for name, n in statuses.items() if name != 'OK'),
-                         safety_statuses=dict(statuses), task=sim.task_status())
+                         safety_statuses=dict(statuses), task=sim.task_status(), still=still)
