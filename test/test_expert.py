@@ -98,6 +98,20 @@ def test_runner_stops_an_arm_that_stays_still_and_not_the_expert():
         RunnerConfig(stop_when_still=-1)
 
 
+@pytest.mark.parametrize('tool_yaw, turn', [(0.0, 0.3), (-1.2, 1.5), (1.2, -0.9), (3.0, 0.3 - 3.0)])
+def test_expert_turns_the_tool_back_to_the_faces_nearest_its_start_heading(tool_yaw, turn):
+    """Red's faces at 0.3 rad: from any heading the expert turns to 0.3 (the short way), not on to 0.3 - pi/2
+    or another face a quarter turn away, so a spun tool comes back to the headings its camera was trained on."""
+    expert = ScriptedExpert(('red', 'blue'))
+    red = BlockPose(np.array([0.5, 0.0, 0.025]), np.array([np.cos(0.15), 0, 0, np.sin(0.15)]))
+    state = _state((0.5, 0.0, 0.15), 0.0, (0.5, 0.0, 0.025), (0.5, 0.2, 0.025), tool_yaw=tool_yaw)
+    state.blocks['red'] = red
+    action = expert.act(SimObservation(state, None))
+    assert expert.phase is Phase.APPROACH     # not aligned yet: turn before descending
+    assert np.sign(action[3]) == np.sign(turn)
+    assert action[3] == pytest.approx(np.clip(3.0 * turn, -1, 1))
+
+
 def test_runner_renders_images_for_a_policy():
     sim = StackingSim(SimConfig(robot='ur5e'))
     kin = Kinematics(sim.profile)

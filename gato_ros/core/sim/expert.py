@@ -3,7 +3,10 @@ action [vx, vy, vz, yaw_rate, grip] in [-1, 1], so its demonstrations are learna
 
 Phases: approach above A -> descend -> close -> lift -> move above B -> lower -> open -> retreat -> done.
 Each phase is a proportional controller toward a tool target. The tool turns only to align the fingers with A's
-faces for the grasp; A is carried and set on B at whatever relative yaw it has (a cube rests level on a cube at
+faces for the grasp, and always to the alignment within 45 degrees of the start heading (A's yaw modulo a quarter
+turn): a learner that has spun the tool is turned back, not on to the next face, so the tool camera keeps to the
+headings it was trained on (a policy that over-rotated and was labelled "turn on" spun to -1.8 rad, lost the
+block in its rotated wrist view and drove into a workspace bound). A is carried and set on B at whatever relative yaw it has (a cube rests level on a cube at
 any yaw), so the carry never waits on seeing a few degrees of yaw in small camera images.
 The phase is a function of the current state alone (what the fingers hold, where A is relative to the tool and
 to B), never of the episode's history: a policy that sees one timestep can imitate it, and it labels any state a
@@ -19,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from gato_ros.core.robots import CartesianActionSpace
-from gato_ros.core.sim.task import wrap_quarter
 
 
 class Phase(enum.Enum):
@@ -97,7 +99,7 @@ class ScriptedExpert:
                 return Phase.LOWER
             return Phase.LIFT if tool[2] < self._carry_z(state) - cfg.lift_margin else Phase.MOVE
         above_a = (math.dist(tool[:2], a.position[:2]) < cfg.align_tolerance
-                   and abs(wrap_quarter(a.yaw - state.tool_yaw)) < cfg.yaw_tolerance
+                   and abs(self._turn(state)) < cfg.yaw_tolerance
                    and tool[2] < self._hover_z(state) + cfg.position_tolerance)
         if not above_a or state.gripper >= cfg.missed_closure:   # fully closed fingers missed: open, go back up
             return Phase.APPROACH
@@ -112,10 +114,10 @@ class ScriptedExpert:
         grip, target, yaw = -1.0, tool.copy(), 0.0
         if phase is Phase.APPROACH:
             target = self._approach_target(state)
-            yaw = wrap_quarter(a.yaw - state.tool_yaw)
+            yaw = self._turn(state)
         elif phase is Phase.DESCEND:
             target = np.r_[a.position[:2], self._grasp_z(state)]
-            yaw = wrap_quarter(a.yaw - state.tool_yaw)
+            yaw = self._turn(state)
         elif phase is Phase.CLOSE:
             grip = 1.0
         elif phase is Phase.LIFT:
@@ -131,6 +133,10 @@ class ScriptedExpert:
         return self._action(target - tool, yaw, grip)
 
     # ---- targets ---------------------------------------------------------------------------------------
+    def _turn(self, state) -> float:
+        """rad the tool still has to turn: to A's yaw (already modulo a quarter turn), the short way round."""
+        return math.remainder(state.blocks[self.top].yaw - state.tool_yaw, 2 * math.pi)
+
     def _hover_z(self, state) -> float:
         a = state.blocks[self.top]
         return a.position[2] + self.block_size / 2 + self.config.hover
