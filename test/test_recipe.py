@@ -22,6 +22,7 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
     assert list(stages) == ['record', 'heldout', 'train', 'dagger-1', 'retrain-1', 'diagnose', 'eval', 'export']
     assert all(s['complete'] and s['seconds'] > 0 for s in stages.values())
     assert len(stages['eval']['commands']) == 2                        # two evaluation processes, merged
+    assert '--relabel' in stages['retrain-1']['commands'][0]            # all data labelled by the current expert
     (rollouts,) = [json.loads(line) for line in stages['dagger-1']['stdout']]
     assert sum(rollouts['furthest_phase'].values()) == 1                # each rollout's furthest phase, counted
     assert rollouts['ended_still'] in (0, 1)                           # rollouts stopped at a standstill

@@ -7,7 +7,8 @@ resumable, so re-running the same command after an interruption continues where 
   record    scripted-expert demonstrations (two processes)      DIR/data/demos
   heldout   held-out demonstrations for the diagnosis            DIR/data/heldout
   train     behaviour cloning, the recipe's loss                 DIR/train
-  dagger-K  the policy drives, the expert labels (two processes) DIR/data/dagger-K; then retrain DIR/train-K
+  dagger-K  the policy drives, the expert labels (two processes) DIR/data/dagger-K; then retrain DIR/train-K on
+            everything so far, relabelled by the current expert
   diagnose  teacher-forced error vs trivial baselines            DIR/diagnose.json
   eval      closed loop on held-out seeds (two processes)        DIR/eval-{0,1}/eval.json
   export    bf16 copy + model card                               --export
@@ -141,10 +142,11 @@ def run(args: argparse.Namespace) -> int:
                                     str(min(args.max_time, 20.0)), '--json']
                                    for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1])) if m])
         dirs.append(str(rollout_dir))
+        # --relabel: every state, the demonstrations' and each earlier round's, labelled by the current expert
         stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
                                      str(checkpoint), '--steps', str(args.dagger_steps),
                                      *train_options(args, args.lr / 2),
-                                     *threads, '--warmup', '100', '--resume']])
+                                     *threads, '--warmup', '100', '--relabel', '--resume']])
         checkpoint = out / f'train-{k}'
     stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),
                              '--episodes', str(args.heldout_episodes), '--json']])
