@@ -112,18 +112,6 @@ def test_expert_turns_the_tool_back_to_the_faces_nearest_its_start_heading(tool_
     assert action[3] == pytest.approx(np.clip(3.0 * turn, -1, 1))
 
 
-@pytest.mark.parametrize('tool_yaw', [0.0, -1.2])
-def test_expert_holds_the_start_heading_until_near_the_block(tool_yaw):
-    """10 cm from red (faces at 0.3 rad), the expert turns toward the start heading 0, not toward red's faces: up
-    there a 5 cm block's yaw is a few pixels, and the learner could not read it."""
-    expert = ScriptedExpert(('red', 'blue'))
-    state = _state((0.4, 0.0, 0.25), 0.0, (0.5, 0.0, 0.025), (0.5, 0.2, 0.025), tool_yaw=tool_yaw)
-    state.blocks['red'] = BlockPose(np.array([0.5, 0.0, 0.025]), np.array([np.cos(0.15), 0, 0, np.sin(0.15)]))
-    action = expert.act(SimObservation(state, None))
-    assert expert.phase is Phase.APPROACH
-    assert action[3] == pytest.approx(np.clip(-3.0 * tool_yaw, -1, 1))
-
-
 def test_runner_renders_images_for_a_policy():
     sim = StackingSim(SimConfig(robot='ur5e'))
     kin = Kinematics(sim.profile)

@@ -3,12 +3,10 @@ action [vx, vy, vz, yaw_rate, grip] in [-1, 1], so its demonstrations are learna
 
 Phases: approach above A -> descend -> close -> lift -> move above B -> lower -> open -> retreat -> done.
 Each phase is a proportional controller toward a tool target. The tool turns only to align the fingers with A's
-faces for the grasp, and only once within funnel_radius of A, where the wrist camera shows A's faces large;
-farther away it holds the start heading (a learned policy's yaw rate, taught to turn from the start, was no better
-than predicting zero up there: it cannot see a 5 cm block's yaw from 0.3 m). It turns to the alignment within 45
-degrees of the start heading (A's yaw modulo a quarter turn): a learner that has spun the tool is turned back,
-not on to the next face, so the tool camera keeps to the headings it was trained on (a policy labelled "turn on"
-spun to -1.8 rad, lost the block in its rotated wrist view and drove into a workspace bound). A is carried and set on B at whatever relative yaw it has (a cube rests level on a cube at
+faces for the grasp, and always to the alignment within 45 degrees of the start heading (A's yaw modulo a quarter
+turn): a learner that has spun the tool is turned back, not on to the next face, so the tool camera keeps to the
+headings it was trained on (a policy that over-rotated and was labelled "turn on" spun to -1.8 rad, lost the
+block in its rotated wrist view and drove into a workspace bound). A is carried and set on B at whatever relative yaw it has (a cube rests level on a cube at
 any yaw), so the carry never waits on seeing a few degrees of yaw in small camera images.
 The phase is a function of the current state alone (what the fingers hold, where A is relative to the tool and
 to B), never of the episode's history: a policy that sees one timestep can imitate it, and it labels any state a
@@ -58,15 +56,12 @@ class ExpertConfig:
     missed_closure: float = 0.9    # closure past which the fingers closed on nothing
     open_closure: float = 0.05     # closure below which the fingers have let go
     lost_distance: float = 0.04    # A farther than this (plus half a block) from the tool is not held (m)
-    home_yaw: float = 0.0          # rad: the tool heading held away from A (the start pose's)
 
     def __post_init__(self):
         for field in ('hover', 'grasp_depth', 'gain', 'yaw_gain', 'position_tolerance', 'align_tolerance',
                       'yaw_tolerance', 'lift_margin', 'funnel_radius', 'clearance', 'close_band', 'lost_distance'):
             if not getattr(self, field) > 0:
                 raise ValueError(f'ExpertConfig.{field}={getattr(self, field)!r} is invalid; allowed: > 0')
-        if not math.isfinite(self.home_yaw):
-            raise ValueError(f'ExpertConfig.home_yaw={self.home_yaw!r} is invalid; allowed: a finite angle (rad)')
         if not self.drop >= 0:
             raise ValueError(f'ExpertConfig.drop={self.drop!r} is invalid; allowed: >= 0')
         if not 0 < self.open_closure < self.held_closure < self.missed_closure < 1:
@@ -119,7 +114,7 @@ class ScriptedExpert:
         grip, target, yaw = -1.0, tool.copy(), 0.0
         if phase is Phase.APPROACH:
             target = self._approach_target(state)
-            yaw = self._approach_yaw(state)
+            yaw = self._turn(state)
         elif phase is Phase.DESCEND:
             target = np.r_[a.position[:2], self._grasp_z(state)]
             yaw = self._turn(state)
@@ -141,12 +136,6 @@ class ScriptedExpert:
     def _turn(self, state) -> float:
         """rad the tool still has to turn: to A's yaw (already modulo a quarter turn), the short way round."""
         return math.remainder(state.blocks[self.top].yaw - state.tool_yaw, 2 * math.pi)
-
-    def _approach_yaw(self, state) -> float:
-        """Yaw error to act on while approaching: A's faces once near A, the home heading before."""
-        if math.dist(state.tool_pos[:2], state.blocks[self.top].position[:2]) < self.config.funnel_radius:
-            return self._turn(state)
-        return math.remainder(self.config.home_yaw - state.tool_yaw, 2 * math.pi)
 
     def _hover_z(self, state) -> float:
         a = state.blocks[self.top]
