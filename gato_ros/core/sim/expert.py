@@ -6,8 +6,9 @@ Each phase is a proportional controller toward a tool target. The tool turns onl
 faces for the grasp, and always to the alignment within 45 degrees of the start heading (A's yaw modulo a quarter
 turn): a learner that has spun the tool is turned back, not on to the next face, so the tool camera keeps to the
 headings it was trained on (a policy that over-rotated and was labelled "turn on" spun to -1.8 rad, lost the
-block in its rotated wrist view and drove into a workspace bound). A is carried and set on B at whatever relative yaw it has (a cube rests level on a cube at
-any yaw), so the carry never waits on seeing a few degrees of yaw in small camera images.
+block in its rotated wrist view and drove into a workspace bound). A is carried and set on B at whatever
+relative yaw it has (a cube rests level on a cube at any yaw), so the carry never waits on seeing a few degrees
+of yaw in small camera images.
 The phase is a function of the current state alone (what the fingers hold, where A is relative to the tool and
 to B), never of the episode's history: a policy that sees one timestep can imitate it, and it labels any state a
 learner drives into (DAgger) with the action it would take there. (A phase machine that remembered "I reached
