@@ -113,6 +113,14 @@ def test_sim_node_listens_on_the_robots_trajectory_topic():
     assert params.SimNodeConfig(trajectory_command_topic='/jtc').trajectory_command_topic == '/jtc'
 
 
+def test_the_policy_waits_out_the_sims_camera_period_and_delivery():
+    # The newest sim frame is up to 1/camera_rate + CAMERA_LAG of sim time old before delivery; at a 0.1 s
+    # stale_timeout a busy CI machine (33 ms delivery) skipped every other step and the expert demo stacked 0/1.
+    from gato_ros.ros.nodes.sim_node import CAMERA_LAG
+    oldest = 1.0 / params.SimNodeConfig().camera_rate + CAMERA_LAG
+    assert PolicyNodeConfig().stale_timeout >= oldest + 0.05
+
+
 @pytest.mark.parametrize('node_name, key, message', [
     ('policy_node', 'rat', r"policy_node: unknown parameter 'rat'; did you mean 'rate'\?"),
     ('safety_controller_node', 'stale_timout', r"unknown parameter 'stale_timout'; did you mean 'stale_timeout'\?"),

@@ -68,7 +68,7 @@ class PolicyNodeConfig:
     rate: float = _param(10.0, 'control steps per second (Hz)', range=(0.5, 100.0))
     deadline: float = _param(0.08, 'a step slower than this (s) is dropped and reported; at most 1/rate',
                              range=(0.001, 2.0))
-    stale_timeout: float = _param(0.1, 'an input older than this (s) skips the step and stops the arm',
+    stale_timeout: float = _param(0.15, 'an input older than this (s) skips the step and stops the arm',
                                   range=(0.01, 5.0))
     horizon: float = _param(0.2, 'time span (s) covered by each proposal', range=(0.01, 2.0))
     n_points: int = _param(5, 'trajectory points per proposal', range=(2, 100))

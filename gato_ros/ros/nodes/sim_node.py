@@ -50,7 +50,8 @@ MAX_CATCH_UP_TICKS = 2
 COMMAND_QOS = 1     # reliable, depth 1: only the newest command matters
 SENSOR_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # joint_state_broadcaster, cameras
 # Sim time (s) physics may run past a due camera frame before it waits for the renderer: enough for a frame pair
-# rendered at real time, well inside policy_node's stale_timeout (0.1 s) at the 15 Hz default.
+# rendered at real time. A frame is at most 1/camera_rate + CAMERA_LAG old when the next one is published (87 ms at
+# the 15 Hz default), and policy_node's stale_timeout (0.15 s) leaves the rest for delivery.
 CAMERA_LAG = 0.02
 
 
