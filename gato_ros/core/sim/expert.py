@@ -3,7 +3,7 @@ action [vx, vy, vz, yaw_rate, grip] in [-1, 1], so its demonstrations are learna
 
 Phases: approach above A -> descend -> close -> lift -> move above B -> lower -> open -> retreat -> done.
 Each phase is a proportional controller toward a tool target. By default the tool keeps its start heading and the
-closing fingers square A whatever its yaw (74 of 80 seeds stack, against ~99.5% with alignment): a learner never has
+closing fingers square A whatever its yaw (79 of 80 seeds stack, against ~99.5% with alignment): a learner never has
 to read a block's yaw from a few pixels, and one that has spun the tool is turned back to the heading its camera was
 trained on (policies that learned to align spun to -1.8 rad, lost the block in the rotated wrist view and drove into
 a workspace bound). With `align` the tool turns the fingers to A's faces before the grasp, always to the alignment
