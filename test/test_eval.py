@@ -27,9 +27,10 @@ def _result(seed, success, statuses, steps=50):
 
 def test_metrics_rates_deadlines_and_safety():
     summary = EvalSummary()
-    summary.add(_result(0, True, {'OK': 2500}), [0.02] * 49 + [0.2], 0, EpisodeProgress(Phase.DONE, 0.001, 1, 60))
+    summary.add(_result(0, True, {'OK': 2500}), [0.02] * 49 + [0.2], 0,
+                EpisodeProgress(Phase.DONE, 0.001, 1, 60, (10, 0, 0, 0, 0, 0, 0, 0, 40)))
     summary.add(_result(1, False, {'OK': 2400, 'DECELERATE_FOR_WORKSPACE': 100}), [0.04] * 50, 0,
-                EpisodeProgress(Phase.LIFT, 0.004, 12, 9))
+                EpisodeProgress(Phase.LIFT, 0.004, 12, 9, (20, 0, 0, 30, 0, 0, 0, 0, 0)))
     summary.add(_result(2, True, {'OK': 2490, 'STALE_INPUT': 10}), [0.03] * 50, 2,
                 EpisodeProgress(Phase.DONE, 0.2, 2, 40))
     m = summary.metrics(deadline_s=0.1)
@@ -48,6 +49,9 @@ def test_metrics_rates_deadlines_and_safety():
     assert sum(m['furthest_phase'].values()) == 3
     assert m['closest_xy_m_p50'] == pytest.approx(0.004) and m['closest_within_1cm'] == 2
     assert m['gripper_closings_mean'] == pytest.approx(5.0) and m['longest_hold_steps_p50'] == 40
+    share = m['step_share_by_phase']                              # the third episode's steps are unknown
+    assert share['approach'] == pytest.approx(0.3) and share['lift'] == pytest.approx(0.3)
+    assert share['done'] == pytest.approx(0.4) and sum(share.values()) == pytest.approx(1.0)
 
 
 class _Still:
@@ -76,9 +80,11 @@ def test_phase_progress_follows_the_episode(actor, furthest):
     if actor == 'expert':
         assert progress.closest_xy < 0.01                 # the expert centres over the block to grasp it
         assert progress.closings == 1 and progress.longest_hold > 20   # closes once and carries
+        assert all(progress.phase_steps[:-1])            # a step in every phase but done (it ends at success)
     else:
         assert progress.closest_xy > 0.05                 # the arm stays at its start, away from the blocks
         assert progress.closings == progress.longest_hold == 0
+        assert progress.phase_steps[0] == sum(progress.phase_steps) == 200   # 20 s at 10 Hz, all in approach
 
 
 def test_video_and_histogram_files(tmp_path):

@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from gato_ros.core.demonstration import demonstration_prompt_for
-    from gato_ros.core.evaluation import EVAL_SEED, FrameRecorder, evaluate, write_latency_histogram, write_video
+    from gato_ros.core.evaluation import (EVAL_SEED, FrameRecorder, PhaseProgress, evaluate, write_latency_histogram,
+                                          write_video)
     from gato_ros.core.policy import GatoPolicy
     from gato_ros.core.robots import load_profile
     from gato_ros.core.sim import SimConfig
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     per_episode = [{'seed': r.seed, 'success': r.success, 'steps': r.steps, 'sim_time': round(r.sim_time, 3),
                     'furthest_phase': progress.furthest.value, 'closest_xy_m': round(progress.closest_xy, 4),
                     'gripper_closings': progress.closings, 'longest_hold_steps': progress.longest_hold,
+                    'phase_steps': dict(zip((p.value for p in PhaseProgress.ORDER), progress.phase_steps)),
                     'safety_statuses': r.safety_statuses, 'task_reason': r.task.reason}
                    for r, progress in zip(summary.episodes, summary.progress)]
     (args.out / 'eval.json').write_text(json.dumps({**metrics, 'per_episode': per_episode}, indent=2) + '\n')

@@ -65,6 +65,7 @@ class EpisodeProgress:
     closest_xy: float      # m: nearest the tool came, in the table plane, to the block it has to pick up
     closings: int = 0      # gripper commands that went from open to closed (the expert: about one per episode)
     longest_hold: int = 0  # most consecutive steps the gripper was commanded closed (a carry needs ~60)
+    phase_steps: tuple[int, ...] = ()  # control steps spent in each phase (Phase order): where an episode got stuck
 
 
 class PhaseProgress:
@@ -80,10 +81,12 @@ class PhaseProgress:
     def reset(self) -> None:
         self.furthest, self.closest_xy = Phase.APPROACH, float('inf')
         self.closings = self.hold = self.longest_hold = 0
+        self.phase_steps = [0] * len(self.ORDER)
 
     def __call__(self, step: StepRecord) -> None:
         state = step.observation.state
         phase = self.expert.phase_of(state)
+        self.phase_steps[self.ORDER.index(phase)] += 1
         if self.ORDER.index(phase) > self.ORDER.index(self.furthest):
             self.furthest = phase
         distance = float(np.linalg.norm(state.tool_pos[:2] - state.blocks[self.expert.top].position[:2]))
@@ -96,20 +99,25 @@ class PhaseProgress:
             self.hold = 0
 
     def result(self) -> EpisodeProgress:
-        return EpisodeProgress(self.furthest, self.closest_xy, self.closings, self.longest_hold)
+        return EpisodeProgress(self.furthest, self.closest_xy, self.closings, self.longest_hold,
+                               tuple(self.phase_steps))
 
 
 def progress_report(episodes: list[EpisodeProgress]) -> dict:
     """Episodes by furthest phase (task order), the closest approach to the block (median, and how many came
-    within 1 cm: the expert's alignment tolerance for the grasp), and the gripper: closings per episode (mean)
-    and the longest hold (median steps)."""
+    within 1 cm: the expert's alignment tolerance for the grasp), the gripper: closings per episode (mean)
+    and the longest hold (median steps), and the share of all steps spent in each phase (where episodes stall)."""
     closest = np.array([e.closest_xy for e in episodes])
+    steps = np.sum([e.phase_steps for e in episodes if e.phase_steps], axis=0)
     median = lambda values: float(np.median(values)) if values else None  # noqa: E731
     return {'furthest_phase': {p.value: sum(e.furthest is p for e in episodes) for p in PhaseProgress.ORDER},
             'closest_xy_m_p50': round(median(closest.tolist()), 4) if closest.size else None,
             'closest_within_1cm': int((closest < 0.01).sum()),
             'gripper_closings_mean': round(float(np.mean([e.closings for e in episodes])), 3) if episodes else None,
-            'longest_hold_steps_p50': median([e.longest_hold for e in episodes])}
+            'longest_hold_steps_p50': median([e.longest_hold for e in episodes]),
+            'step_share_by_phase': ({p.value: round(float(n / steps.sum()), 4)
+                                     for p, n in zip(PhaseProgress.ORDER, steps)}
+                                    if np.size(steps) and steps.sum() else None)}
 
 
 @dataclass
