@@ -237,6 +237,24 @@ def test_collate_pads_right_and_keeps_patch_order():
     np.testing.assert_array_equal(batch['patches'].numpy(), np.concatenate([short.patches, b.patches]))
 
 
+def test_dagger_share_repeats_the_policy_driven_windows():
+    """Retraining on demos + DAgger: the rollouts' timesteps are repeated to about the asked share; demos stay once."""
+    import dataclasses
+    demos = [synthetic_episode(s, steps=12) for s in range(9)]                                 # 108 windows
+    rollout = synthetic_episode(9, steps=12)
+    rollout = dataclasses.replace(rollout, info=dataclasses.replace(rollout.info, driver='policy'))  # 12 windows
+    config = DatasetConfig(context=20, prompt_prob=0)                                        # one timestep each
+    assert len(EpisodeDataset(demos + [rollout], config)) == 120
+    ds = EpisodeDataset(demos + [rollout], dataclasses.replace(config, policy_share=0.5))
+    assert ds.policy_repeats == 9 and len(ds) == 108 + 9 * 12
+    sources = [_source(ds[i].sequence)[0][0] for i in range(len(ds))]                           # episode pixel base
+    assert sum(src == 9 for src in sources) == 108                                              # half the windows
+    assert sorted({src for src in sources}) == list(range(10))
+    assert EpisodeDataset(demos, dataclasses.replace(config, policy_share=0.5)).policy_repeats == 1  # no rollouts
+    with pytest.raises(ValueError, match='policy_share'):
+        DatasetConfig(policy_share=1.0)
+
+
 def test_dataset_rejects_a_context_smaller_than_one_timestep():
     with pytest.raises(ValueError, match='context=10'):
         EpisodeDataset([synthetic_episode(1)], DatasetConfig(context=10))

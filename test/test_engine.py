@@ -229,3 +229,21 @@ def test_cuda_bf16_tracks_cpu_fp32(compile, attention_window):
         a, b = cpu.step(obs), cuda.step(obs)
         assert b.logits.device.type == 'cuda'
         assert _relative_error(b.logits.cpu(), a.logits) < 0.02
+
+
+def test_slot_action_inputs_kv_path_matches_full_recompute_across_evictions():
+    """The KV decode feeds each action token's index under 'slot' inputs, as the plain forward embeds it."""
+    torch.manual_seed(1)
+    model = Gato(dataclasses.replace(MICRO, action_inputs='slot'))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim > 1 and 'patch_embed' not in name:
+                p.mul_(10)
+    rng = np.random.default_rng(1)
+    kv, ref = _engine(model, max_context=40), _engine(model, max_context=40, use_kv_cache=False)
+    for step in range(6):     # 12 tokens a step, 40 slots: evictions from the fourth step on
+        obs = tokenize_observation(_obs(rng))
+        got, want = kv.step(obs), ref.step(obs)
+        np.testing.assert_array_equal(got.action_ids, want.action_ids)
+        torch.testing.assert_close(got.logits, want.logits, rtol=1e-4, atol=1e-4 * want.logits.abs().max().item())
+    assert len(kv.timesteps) == 3

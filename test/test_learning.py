@@ -201,12 +201,37 @@ def test_diagnosis_reports_model_and_baselines_per_dimension():
     zero = np.mean([np.abs(e.actions[1:]).mean() for e in episodes])
     assert report['mae']['predict_zero']['mean'] == pytest.approx(zero, abs=1e-3)
     assert set(report['mae']) == {'model_argmax', 'model_mean', 'copy_previous', 'predict_zero',
-                                  'model_mean_past_actions_blanked'}
+                                  'model_free_running', 'model_mean_past_actions_blanked'}
     assert set(report['mae']['model_mean']) == {'mean', 'vx', 'vy', 'vz', 'yaw_rate', 'grip'}
     assert list(report['mae_by_phase']) == ['unknown']   # no block poses: the expert cannot be replayed
     grip = report['grip_decision']
     assert grip['timesteps'] == 14 and 0 <= grip['agreement'] <= 1 and 0 <= grip['uncertain'] <= 1
     assert list(grip['by_phase']) == ['unknown']
+
+
+@pytest.mark.parametrize('action_inputs', ['value', 'slot'])
+def test_free_running_diagnosis_decodes_as_the_engine_does(action_inputs):
+    """model_free_running feeds each decoded dimension back as the closed-loop engine does: it is the engine's
+    action; under 'slot' inputs, which never read a decoded value, it equals the teacher-forced expected value."""
+    from gato_ros.core.diagnosis import predict
+    from gato_ros.core.tokenizer import tokenize_observation
+    torch.manual_seed(0)
+    model = Gato(dataclasses.replace(MICRO, action_inputs=action_inputs)).eval()
+    with torch.no_grad():   # sharp logits, so a value read back changes the next dimension
+        for name, p in model.named_parameters():
+            if p.ndim > 1 and 'patch_embed' not in name:
+                p.mul_(10)
+    tokens = EpisodeTokens(synthetic_episode(3, steps=4))
+    windows = [tokens.timestep(t) for t in range(4)]
+    _, teacher = predict(model, windows, 5)
+    _, free = predict(model, windows, 5, feedback='mean')
+    engine = GatoEngine(model, EngineConfig(action_dim=5, max_context=len(windows[0]), decoding='mean'))
+    engine_actions = [engine.step(tokenize_observation(tokens.observation(t))).action for t in range(4)]
+    np.testing.assert_allclose(free, engine_actions, atol=2 / 1024)   # the engine returns the value's bin centre
+    if action_inputs == 'slot':
+        np.testing.assert_allclose(free, teacher, atol=1e-5)
+    else:
+        assert np.abs(free - teacher).max() > 0.01
 
 
 def test_grip_decision_counts_the_side_of_zero_and_the_uncertain_margin():

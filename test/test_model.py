@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from gato_ros.commands import info
-from gato_ros.core.model import PRESETS, Gato, GatoConfig, attention_mask, sequence_tensors
-from gato_ros.core.tokenizer import CONTINUOUS_OFFSET, TokenSequence, tokenize_observation, tokenize_timestep
+from gato_ros.core.model import PRESETS, Gato, GatoConfig, action_slots, attention_mask, sequence_tensors
+from gato_ros.core.tokenizer import (CONTINUOUS_OFFSET, SEPARATOR_ID, TokenSequence, tokenize_observation,
+                                     tokenize_timestep)
 
 MICRO = GatoConfig(n_layer=2, d_model=64, n_head=2, head_dim=32, d_ff=128, patch_channels=32)
 
@@ -144,3 +145,25 @@ def test_too_long_sequence_is_refused():
     model = Gato(dataclasses.replace(MICRO, context=8))
     with pytest.raises(ValueError, match='exceeds context 8'):
         model(torch.zeros(1, 9, dtype=torch.long), torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_slot_action_inputs_embed_the_index_never_the_value():
+    """'slot' inputs: an action token feeds forward its index in the action vector, so no logit depends on a
+    decoded action's value (closed loop cannot read its own decoded dimensions back) but each on its index."""
+    torch.manual_seed(0)
+    model = Gato(dataclasses.replace(MICRO, action_inputs='slot')).eval()
+    rng = np.random.default_rng(0)
+    seq = TokenSequence.concat([tokenize_timestep(_obs(rng), rng.uniform(-1, 1, 3)) for _ in range(2)])
+    inputs = sequence_tensors(seq)
+    slots = action_slots(inputs['tokens'], inputs['local_pos'])[0]
+    is_action = (seq.local_pos < 0) & (seq.tokens != SEPARATOR_ID)
+    assert slots[torch.as_tensor(is_action)].tolist() == [0, 1, 2, 0, 1, 2]
+    x = model.embed(**inputs)[0]
+    torch.testing.assert_close(x[torch.as_tensor(is_action)], model.action_emb(torch.tensor([0, 1, 2, 0, 1, 2])))
+    other = dict(inputs, tokens=inputs['tokens'].clone())
+    other['tokens'][0, torch.as_tensor(is_action)] = CONTINUOUS_OFFSET + 7    # every action value changed
+    torch.testing.assert_close(model(**inputs)[0], model(**other)[0])
+    value = Gato(MICRO).eval()
+    assert not torch.allclose(value(**inputs)[0], value(**other)[0])          # 'value' inputs do read them
+    with pytest.raises(ValueError, match='action_inputs'):
+        GatoConfig(action_inputs='bins')

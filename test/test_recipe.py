@@ -23,12 +23,15 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
     assert all(s['complete'] and s['seconds'] > 0 for s in stages.values())
     assert len(stages['eval']['commands']) == 2                        # two evaluation processes, merged
     assert '--relabel' in stages['retrain-1']['commands'][0]            # all data labelled by the current expert
+    assert '--dagger-share' in stages['retrain-1']['commands'][0]       # the rollouts' share of the windows
+    assert 'slot' in stages['train']['commands'][0]                     # closed loop decodes what was trained
     (rollouts,) = [json.loads(line) for line in stages['dagger-1']['stdout']]
     assert sum(rollouts['furthest_phase'].values()) == 1                # each rollout's furthest phase, counted
     assert rollouts['ended_still'] in (0, 1)                           # rollouts stopped at a standstill
     merged = json.loads((tmp_path / 'run' / 'eval.json').read_text())
     assert sum(merged['furthest_phase'].values()) == 2
     assert merged['gripper_closings_mean'] >= 0                         # gripper closings, averaged over both
+    assert sum(merged['step_share_by_phase'].values()) == pytest.approx(1.0, abs=1e-3)   # where the steps went
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary['episodes'] == 2 and 0.0 <= summary['success_rate'] <= 1.0
 

@@ -150,6 +150,31 @@ def test_resume_refuses_other_episodes_in_one_line(tmp_path, capsys):
     assert 'argument --val-fraction: must be in [0, 1), got 1.5' in capsys.readouterr().err
 
 
+def test_init_from_value_inputs_to_slot_inputs_keeps_the_other_weights(tmp_path, capsys):
+    """--init a 'value' checkpoint into --action-inputs slot: every shared weight is carried over, the index
+    embedding is new; any other change of the model is refused in one line."""
+    data = tmp_path / 'data'
+    data.mkdir()
+    for seed in range(3):
+        write(synthetic_episode(seed, steps=6), data / f'ep{seed}')
+    run = ['train', '--data', str(data), '--preset', 'tiny', '--batch-size', '2', '--context', str(CONTEXT),
+           '--device', 'cpu', '--no-progress', '--val-fraction', '0']
+    assert cli([*run, '--out', str(tmp_path / 'value'), '--steps', '1']) == 0
+    value = latest_checkpoint(tmp_path / 'value')
+    assert cli([*run, '--out', str(tmp_path / 'slot'), '--steps', '1', '--lr', '1e-12', '--init', str(value),
+                '--action-inputs', 'slot']) == 0
+    before, after = load_checkpoint(value), load_checkpoint(latest_checkpoint(tmp_path / 'slot'))
+    assert after[1]['model']['action_inputs'] == 'slot' and set(after[0]) - set(before[0]) == {'action_emb.weight'}
+    for name, weight in before[0].items():
+        torch.testing.assert_close(weight, after[0][name], rtol=0, atol=1e-9)   # lr 1e-12: carried over
+    capsys.readouterr()
+    assert cli([*run, '--out', str(tmp_path / 'other'), '--steps', '1', '--init', str(value),
+                '--attention-window', '8']) == 2
+    assert f'--init {value}: model' in capsys.readouterr().err
+    assert cli([*run, '--out', str(tmp_path / 'bad'), '--action-inputs', 'bins']) == 2
+    assert "argument --action-inputs: invalid choice: 'bins'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_command_tiny_on_recorded_episodes_loss_drops(tmp_path):
     data = tmp_path / 'data'

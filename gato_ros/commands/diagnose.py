@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     policy = GatoPolicy.from_checkpoint(checkpoint, load_profile(episodes[0].info.robot))
     history = max(1, policy.spec.context // EpisodeTokens(episodes[0]).tokens_per_timestep)
     report = {'checkpoint': str(checkpoint), 'data': str(args.data), 'relabelled': args.relabel,
-              **diagnose(policy.model.float(), episodes, history=history, every=args.every)}
+              **diagnose(policy.model.float(), episodes, history=history, every=args.every,
+                         decoding=policy.spec.decoding)}
     if args.json:
         print(json.dumps(report))
         return 0

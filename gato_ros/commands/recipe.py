@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--dagger-rounds', type=int, default=3, help='DAgger rounds (default 3)')
     parser.add_argument('--dagger-episodes', type=arguments.positive_int, default=80,
                         help='rollouts per DAgger round (default 80)')
+    parser.add_argument('--dagger-share', type=arguments.fraction, default=0.5,
+                        help='share of the retraining windows drawn from the DAgger rollouts (default 0.5; 0: '
+                             'every timestep once, where they are a few percent beside the demonstrations)')
     parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500,
                         help='retraining steps per round (default 1500)')
     parser.add_argument('--heldout-episodes', type=arguments.positive_int, default=20,
@@ -91,7 +94,8 @@ class Stages:
 
 def train_options(args, lr: float) -> list[str]:
     """The recipe's training settings (docs/learning.md has the ablation behind each one)."""
-    return ['--preset', 'tiny', '--context', '51', '--prompt-prob', '0', '--label-sigma', '0.02',
+    return ['--preset', 'tiny', '--context', '51', '--prompt-prob', '0', '--action-inputs', 'slot',
+            '--label-sigma', '0.02',
             '--aux-weight', '1.0', '--patch-aux-weight', '1.0', '--batch-size', str(args.batch_size),
             '--lr', str(lr),
             '--checkpoint-every', '500', '--no-progress']
@@ -103,6 +107,8 @@ def merged_eval(outputs: list[str]) -> dict:
     n = sum(p['episodes'] for p in parts)
     mean = lambda key: sum(p[key] * p['episodes'] for p in parts) / n  # noqa: E731
     halt = sum(p['safety_interventions']['halt_episode_fraction'] * p['episodes'] for p in parts) / n
+    steps = [p['mean_steps'] * p['episodes'] for p in parts]
+    phases = list(parts[0]['furthest_phase'])
     return {'episodes': n, 'success_rate': mean('success_rate'), 'halt_episode_fraction': halt,
             'first_seeds': [p['first_seed'] for p in parts], 'deadline_miss_rate': mean('deadline_miss_rate'),
             'latency_ms_p50': max(p['latency']['p50_ms'] for p in parts),
@@ -110,6 +116,8 @@ def merged_eval(outputs: list[str]) -> dict:
             'furthest_phase': {k: sum(p['furthest_phase'][k] for p in parts) for k in parts[0]['furthest_phase']},
             'closest_within_1cm': sum(p['closest_within_1cm'] for p in parts),
             'gripper_closings_mean': mean('gripper_closings_mean'),
+            'step_share_by_phase': {k: round(sum(p['step_share_by_phase'][k] * w for p, w in zip(parts, steps))
+                                             / sum(steps), 4) for k in phases},
             'parts': parts}
 
 
@@ -146,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
                                      str(checkpoint), '--steps', str(args.dagger_steps),
                                      *train_options(args, args.lr / 2),
+                                     '--dagger-share', str(args.dagger_share),
                                      *threads, '--warmup', '100', '--relabel', '--resume']])
         checkpoint = out / f'train-{k}'
     stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),

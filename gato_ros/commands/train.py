@@ -21,7 +21,7 @@ from gato_ros.commands import arguments
 from gato_ros.core.data import load_episodes
 from gato_ros.core.data.dataset import DatasetConfig, EpisodeDataset, validation_split
 from gato_ros.core.data.relabel import relabelled
-from gato_ros.core.model import PRESETS, Gato, preset
+from gato_ros.core.model import ACTION_INPUTS, PRESETS, Gato, GatoConfig, preset
 from gato_ros.core.policy_spec import DECODINGS, PolicySpec
 from gato_ros.core.robots import load_profile
 from gato_ros.core.tokenizer.sequence import tokenizer_config
@@ -51,8 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--attention-window', type=arguments.positive_int, default=None,
                         help='sliding attention window (tokens): a token sees itself and the window - 1 before it, '
                              'and the engine runs a constant-time ring-buffer cache (default: full causal attention)')
+    parser.add_argument('--action-inputs', choices=ACTION_INPUTS, default=None,
+                        help="what an action token feeds forward: 'value' (its bin, Gato) or 'slot' (its index in "
+                             "the action vector: closed-loop decoding then equals teacher forcing); default: "
+                             "the preset's, 'value'")
     parser.add_argument('--prompt-prob', type=float, default=DatasetConfig().prompt_prob,
                         help='share of sequences with a demonstration prompt (Gato: 0.25)')
+    parser.add_argument('--dagger-share', type=arguments.fraction, default=DatasetConfig().policy_share,
+                        help='repeat the DAgger (policy-driven) episodes\' timesteps until they are about this share '
+                             'of the training windows, in [0, 1) (default 0: each once)')
     parser.add_argument('--label-sigma', type=float, default=defaults.label_sigma,
                         help=f'HL-Gauss action target width in action units, 0 = one-hot ({defaults.label_sigma})')
     parser.add_argument('--aux-weight', type=float, default=defaults.aux_weight,
@@ -147,7 +154,7 @@ def data_sections(episodes, data_dirs: list[Path], dataset: EpisodeDataset, held
                            'episode_names': sorted(ep.name for ep in held_out[1])},
             'cameras': list(infos[0].cameras),
             'image_size': int(next(iter(images.values())).shape[1]), 'control_hz': infos[0].control_hz,
-            'dataset': dataclasses.asdict(dataset.config)}
+            'dataset': dataclasses.asdict(dataset.config), 'policy_window_repeats': dataset.policy_repeats}
     actions = np.concatenate([ep.actions for ep in episodes])
     stats = {'episodes': len(episodes), 'timesteps': int(sum(len(ep) for ep in episodes)),
              'windows': len(dataset),
@@ -166,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         model_config = dataclasses.replace(model_config, context=args.context)
     if args.attention_window is not None:
         model_config = dataclasses.replace(model_config, attention_window=args.attention_window)
+    if args.action_inputs is not None:
+        model_config = dataclasses.replace(model_config, action_inputs=args.action_inputs)
     episodes = [ep for d in args.data for ep in load_episodes(d, only_successful=not args.include_failures)]
     if not episodes:
         raise SystemExit(f"{', '.join(map(str, args.data))}: no usable episodes (record some with `gato-ros record`)")
@@ -180,9 +189,11 @@ def run(args: argparse.Namespace) -> int:
     episodes, held_out = validation_split(episodes, val_fraction)
     if previous is not None and not args.allow_data_change:
         check_same_episodes(previous, resumed, episodes)
-    dataset_config = DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob, seed=args.seed)
+    dataset_config = DatasetConfig(context=model_config.context, prompt_prob=args.prompt_prob, seed=args.seed,
+                                   policy_share=args.dagger_share)
     dataset = EpisodeDataset(episodes, dataset_config)
-    val_dataset = EpisodeDataset(held_out, dataset_config) if held_out else None
+    # validation scores every held-out window once
+    val_dataset = EpisodeDataset(held_out, dataclasses.replace(dataset_config, policy_share=0.0)) if held_out else None
     warmup = min(TrainConfig().warmup_steps, args.steps // 10) if args.warmup is None else args.warmup
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=warmup,
                                weight_decay=args.weight_decay, checkpoint_every=args.checkpoint_every,
@@ -209,10 +220,14 @@ def run(args: argparse.Namespace) -> int:
     if args.init is not None:
         init = latest_checkpoint(args.init)
         state_dict, init_config = load_checkpoint(init)
-        if init_config['model'] != model_config.to_dict():
+        init_model = GatoConfig.from_dict(init_config['model'])
+        # The action inputs may change ('value' -> 'slot': the new index embedding starts from scratch).
+        if dataclasses.replace(init_model, action_inputs=model_config.action_inputs) != model_config:
             raise SystemExit(f"--init {init}: model {init_config['model']} differs from this run's "
                              f'{model_config.to_dict()}')
-        model.load_state_dict({k: v.float() for k, v in state_dict.items()})
+        keys = set(model.state_dict())
+        model.load_state_dict({k: v.float() for k, v in state_dict.items() if k in keys},
+                              strict=init_model == model_config)
         checkpoint_config['init'] = str(init)
     if int(os.environ.get('RANK', '0')) == 0:
         print(f'training {args.preset} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters) on '

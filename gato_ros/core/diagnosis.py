@@ -7,6 +7,10 @@ predicting zero -- overall and per phase of the scripted expert (its phase at ea
 expert_phases). With a history of several timesteps the same is measured with the past actions blanked
 (set to 0): a policy that copies its history gets much worse without it.
 
+Teacher forcing conditions each action dimension on the recorded ones before it; closed loop conditions it on the
+policy's own. `model_free_running` decodes the way the engine does, feeding each decoded dimension back: a model
+whose later dimensions are read off the earlier ones scores well teacher-forced and badly here.
+
 The gripper is bang-bang (grip > 0 closes), so its error is also reported as a decision: how often the decoded
 grip falls on the label's side of 0, and how often it is within 0.5 of 0, where a small change in the image
 flips the command (a policy that opens and closes at every other step never holds a block).
@@ -53,20 +57,32 @@ def tokens_with_action(tokens: EpisodeTokens, t: int, action) -> TokenSequence:
 
 
 @torch.no_grad()
-def predict(model, windows: list[TokenSequence], action_dim: int, batch_size: int = 64) -> tuple[np.ndarray, ...]:
-    """Teacher-forced (argmax, expected value) decoded actions (N, action_dim) of each window's last timestep."""
+def predict(model, windows: list[TokenSequence], action_dim: int, batch_size: int = 64,
+            feedback: str | None = None) -> tuple[np.ndarray, ...]:
+    """(argmax, expected value) decoded actions (N, action_dim) of each window's last timestep. feedback None:
+    teacher-forced, each dimension predicted after the recorded actions before it; 'mean' or 'argmax':
+    free-running, each decoded dimension fed back as the engine does in closed loop (its expected value's bin, or
+    the argmax bin) before the next is predicted."""
     rows = slice(CONTINUOUS_OFFSET, CONTINUOUS_OFFSET + NUM_BINS)
     argmax, mean = [], []
     for i in range(0, len(windows), batch_size):
         chunk = windows[i:i + batch_size]
         batch = collate(chunk)
-        x = model.trunk(model.embed(batch['tokens'], batch['local_pos'], batch['patches'], batch['patch_rows'],
-                                    batch['patch_cols']))
+        tokens, rows_of = batch['tokens'].clone(), torch.arange(len(chunk))
         ends = torch.tensor([len(w) for w in chunk])
         # Logits at position p predict token p + 1: the last action_dim tokens are predicted from [-A-1, -1).
         index = ends[:, None] - action_dim - 1 + torch.arange(action_dim)[None]      # (B, A)
-        h = x[torch.arange(len(chunk))[:, None], index]                               # (B, A, d)
-        p = torch.softmax(model.head(h, rows).float(), dim=-1)                        # (B, A, bins)
+        p = torch.empty(len(chunk), action_dim, NUM_BINS)
+        for a in range(action_dim if feedback else 1):
+            x = model.trunk(model.embed(tokens, batch['local_pos'], batch['patches'], batch['patch_rows'],
+                                        batch['patch_cols']))
+            probs = torch.softmax(model.head(x[rows_of[:, None], index], rows).float(), dim=-1)   # (B, A, bins)
+            if not feedback:
+                p = probs
+                break
+            p[:, a] = probs[:, a]
+            value = BIN_CENTRES[p[:, a].argmax(-1)] if feedback == 'argmax' else p[:, a] @ BIN_CENTRES
+            tokens[rows_of, index[:, a] + 1] = torch.as_tensor(tokenize_action(value.clamp(-1, 1).numpy()))
         argmax.append(BIN_CENTRES[p.argmax(-1)].numpy())
         mean.append((p @ BIN_CENTRES).numpy())
     return np.concatenate(argmax), np.concatenate(mean)
@@ -86,8 +102,9 @@ def grip_decision(grip: np.ndarray, label: np.ndarray) -> dict:
             'uncertain': round(float((np.abs(grip) < UNCERTAIN_GRIP).mean()), 4)}
 
 
-def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1) -> dict:
-    """The teacher-forced report (see module doc) for `model` (a Gato in eval mode) on `episodes`."""
+def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1, decoding: str = 'mean') -> dict:
+    """The teacher-forced report (see module doc) for `model` (a Gato in eval mode) on `episodes`, and
+    `model_free_running`: the action as closed loop decodes it under `decoding` ('mean' or 'argmax')."""
     model.eval()
     windows, blanked, targets, previous, phases = [], [], [], [], []
     for episode in episodes:
@@ -104,7 +121,9 @@ def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1) -
     action_dim = targets.shape[1]
     argmax, mean = predict(model, windows, action_dim)
     errors = {'model_argmax': np.abs(argmax - targets), 'model_mean': np.abs(mean - targets),
-              'copy_previous': np.abs(previous - targets), 'predict_zero': np.abs(targets)}
+              'copy_previous': np.abs(previous - targets), 'predict_zero': np.abs(targets),
+              'model_free_running': np.abs(predict(model, windows, action_dim, feedback=decoding)[
+                  0 if decoding == 'argmax' else 1] - targets)}
     if blanked:
         errors['model_mean_past_actions_blanked'] = np.abs(predict(model, blanked, action_dim)[1] - targets)
     by_phase: dict[str, list[int]] = defaultdict(list)

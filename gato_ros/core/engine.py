@@ -172,10 +172,11 @@ class KVCache(torch.nn.Module):
         """Embedded tokens x (1, T, d) written at cache slots (T,) -> the last one's bin logits (1, bins)."""
         return self.model.forward_cached(x, self.layers, slots, attn_mask, self.rows)
 
-    def decode(self, action_bin: torch.Tensor, slots: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-        """One action token (1,) at cache slot (1,) -> the next action's bin logits (1, bins)."""
-        x = self.model.wte(action_bin + CONTINUOUS_OFFSET).unsqueeze(0)           # (1, 1, d); no local pos
-        return self.prefill(x, slots, attn_mask)
+    def decode(self, action_bin: torch.Tensor, index: torch.Tensor, slots: torch.Tensor,
+               attn_mask: torch.Tensor) -> torch.Tensor:
+        """One action token (1,), the index-th of its vector (1,), at cache slot (1,) -> the next action's bin
+        logits (1, bins)."""
+        return self.prefill(self.model.action_input(action_bin, index), slots, attn_mask)   # (1, 1, d); no local pos
 
 
 class GatoEngine:
@@ -209,6 +210,7 @@ class GatoEngine:
         self.positions = torch.arange(S, device=self.device)
         self.causal = torch.ones(S, S, dtype=torch.bool, device=self.device).tril()   # [query slot, key slot]
         self.slot_pos = torch.full((S,), EMPTY, device=self.device)                  # ring: position in each slot
+        self.action_index = torch.arange(config.action_dim, device=self.device)      # each action token's index
         self.generator = torch.Generator(device=self.device)
         edges = torch.linspace(-1.0, 1.0, NUM_BINS + 1, device=self.device)
         self.bin_centres = (edges[:-1] + edges[1:]) / 2                                # (bins,)
@@ -326,7 +328,7 @@ class GatoEngine:
         for a, p in enumerate(range(self.position + len(obs), self.position + len(obs) + A)):
             all_logits[a] = logits[0]
             bins[a:a + 1] = self._pick(logits)
-            logits = self._decode(bins[a:a + 1], *self._place(p, 1))
+            logits = self._decode(bins[a:a + 1], self.action_index[a:a + 1], *self._place(p, 1))
         return bins, all_logits
 
     def _step_recompute(self, obs: TokenSequence) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,8 +25,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gato_ros.core.fields import from_known_fields
+from gato_ros.core.tokenizer.continuous import CONTINUOUS_OFFSET, SEPARATOR_ID
 
 GROUPS = 32  # GroupNorm groups in the patch ResNet block (Gato)
+ACTION_SLOTS = 32  # largest action vector whose tokens get an input embedding of their index ('slot' inputs)
+ACTION_INPUTS = ('value', 'slot')
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class GatoConfig:
     dropout: float = 0.0        # dropout on attention/residual outputs while training, in [0, 1)
     attention_window: int = 0   # > 0: a token attends to itself and the window - 1 tokens before it (sliding
                                 # window; the engine then keeps a constant-time ring-buffer cache); 0 = full causal
+    action_inputs: str = 'value'  # what an action token feeds forward: 'value', its bin's embedding (Gato), or
+                                  # 'slot', the embedding of its index in the action vector. Under 'value' the next
+                                  # dimension is read off the previous ones: teacher-forced on recorded actions it
+                                  # scored 0.035, decoding its own 0.236 (docs/learning.md); 'slot' never reads a
+                                  # decoded value back, so closed loop decodes exactly what was trained
 
     def __post_init__(self):
         for f in fields(self):
@@ -62,6 +70,8 @@ class GatoConfig:
         if self.attention_window < 0:
             raise ValueError(f'GatoConfig.attention_window must be >= 0 (0 = full causal attention), '
                              f'got {self.attention_window}')
+        if self.action_inputs not in ACTION_INPUTS:
+            raise ValueError(f'GatoConfig.action_inputs must be one of {ACTION_INPUTS}, got {self.action_inputs!r}')
         if self.patch_channels % GROUPS:
             raise ValueError(f'GatoConfig.patch_channels must be a multiple of {GROUPS} '
                              f'(GroupNorm groups), got {self.patch_channels}')
@@ -189,6 +199,8 @@ class Gato(nn.Module):
         self.row_emb = nn.Embedding(cfg.pos_buckets, cfg.d_model)
         self.col_emb = nn.Embedding(cfg.pos_buckets, cfg.d_model)
         self.local_emb = nn.Embedding(cfg.local_positions, cfg.d_model)
+        if cfg.action_inputs == 'slot':
+            self.action_emb = nn.Embedding(ACTION_SLOTS, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -221,7 +233,21 @@ class Gato(nn.Module):
             x = x.masked_scatter(is_patch.unsqueeze(-1), p)
         has_local = local_pos >= 0
         x = x + self.local_emb(local_pos.clamp_min(0)) * has_local.unsqueeze(-1).to(x.dtype)
+        if self.config.action_inputs == 'slot':
+            x = torch.where(self._is_action(tokens, local_pos).unsqueeze(-1),
+                            self.action_emb(action_slots(tokens, local_pos)), x)
         return self.drop(x)
+
+    @staticmethod
+    def _is_action(tokens, local_pos) -> torch.Tensor:
+        return (local_pos < 0) & (tokens != SEPARATOR_ID)
+
+    def action_input(self, action_bin: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """Input vectors (1, n, d) of decoded continuous action bins (n,) at action indices slot (n,): the bin's
+        embedding, or under 'slot' inputs the index's."""
+        if self.config.action_inputs == 'slot':
+            return self.action_emb(slot).unsqueeze(0)
+        return self.wte(action_bin + CONTINUOUS_OFFSET).unsqueeze(0)
 
     def head(self, h: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """Final norm + tied output head; `rows` scores only that slice of the vocabulary."""
@@ -265,11 +291,20 @@ class Gato(nn.Module):
         parts = {
             'embedding_table': count([self.wte]),
             'image_block': count([self.patch_embed]),
-            'position_encodings': count([self.row_emb, self.col_emb, self.local_emb]),
+            'position_encodings': count([self.row_emb, self.col_emb, self.local_emb,
+                                         *([self.action_emb] if hasattr(self, 'action_emb') else [])]),
             'transformer': count([self.blocks, self.ln_f]),
         }
         parts['total'] = sum(parts.values())
         return parts
+
+
+def action_slots(tokens: torch.Tensor, local_pos: torch.Tensor) -> torch.Tensor:
+    """(B, T) index of each action token in its action vector (actions since the last '|'), 0 elsewhere."""
+    is_action = Gato._is_action(tokens, local_pos)
+    count = is_action.long().cumsum(1)                                              # actions up to here
+    at_separator = torch.where(tokens == SEPARATOR_ID, count, torch.zeros_like(count)).cummax(1).values
+    return torch.where(is_action, count - at_separator - 1, torch.zeros_like(count)).clamp(0, ACTION_SLOTS - 1)
 
 
 def sequence_tensors(seq, device='cpu') -> dict[str, torch.Tensor]:

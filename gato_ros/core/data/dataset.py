@@ -100,6 +100,9 @@ class DatasetConfig:
     prompt_prob: float = 0.25      # share of sequences that get a prompt (Gato: 0.25), in [0, 1]
     prompt_fraction: float = 0.5   # at most this share of the context goes to the prompt, in (0, 1)
     seed: int = 0                  # seeds the per-item randomness (prompt choice), >= 0
+    policy_share: float = 0.0      # windows of policy-driven (DAgger) episodes are repeated until they are about this
+                                   # share of the dataset (0: every window once; they are few beside the demos, and
+                                   # they hold the states the policy fails in), in [0, 1)
 
     def __post_init__(self):
         if self.context < 1:
@@ -110,6 +113,8 @@ class DatasetConfig:
             raise ValueError(f'DatasetConfig.prompt_fraction must be in (0, 1), got {self.prompt_fraction}')
         if self.seed < 0:
             raise ValueError(f'DatasetConfig.seed must be >= 0, got {self.seed}')
+        if not 0.0 <= self.policy_share < 1.0:
+            raise ValueError(f'DatasetConfig.policy_share must be in [0, 1), got {self.policy_share}')
 
 
 class EpisodeTokens:
@@ -202,8 +207,19 @@ class EpisodeDataset(torch.utils.data.Dataset):
             groups.setdefault((ep.episode.info.robot, ep.episode.info.task), []).append(i)
         self.peers = [[j for j in groups[(ep.episode.info.robot, ep.episode.info.task)] if j != i]
                       for i, ep in enumerate(self.episodes)]
-        self.windows = [(i, start) for i, ep in enumerate(self.episodes)
-                        for start in range(max(1, len(ep) - ep.steps_fitting(config.context) + 1))]
+        windows = [(i, start) for i, ep in enumerate(self.episodes)
+                   for start in range(max(1, len(ep) - ep.steps_fitting(config.context) + 1))]
+        self.policy_repeats = self._policy_repeats(windows, config.policy_share)
+        self.windows = [w for w in windows
+                        for _ in range(self.policy_repeats if self.episodes[w[0]].episode.info.driver == 'policy'
+                                       else 1)]
+
+    def _policy_repeats(self, windows, share: float) -> int:
+        """How often each policy-driven window appears so that they make up about `share` of all windows (>= 1)."""
+        policy = sum(self.episodes[i].episode.info.driver == 'policy' for i, _ in windows)
+        if not share or not policy or policy == len(windows):
+            return 1
+        return max(1, round(share * (len(windows) - policy) / ((1.0 - share) * policy)))
 
     def __len__(self) -> int:
         return len(self.windows)
