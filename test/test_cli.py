@@ -16,7 +16,7 @@ import torch
 from gato_ros.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKPOINT = ROOT / 'checkpoints' / 'gato-stack-tiny'
+CHECKPOINT = ROOT / 'checkpoints' / 'gato-stack'
 
 # (id, argv, the start of the one stderr line); {tmp} is the test's empty temporary folder
 BAD_INPUTS = [

@@ -34,3 +34,16 @@ def test_expert_demo_stacks_through_the_topics(tmp_path, monkeypatch, capsys):
     frames = imageio.get_reader(summary['video']).count_frames()
     assert frames >= 5 * episode['sim_time'], 'about 10 frames per sim second'
     assert imageio.imread(summary['success_png']).shape == (256, 512, 3)
+
+
+@pytest.mark.slow
+def test_the_committed_checkpoint_drives_the_demo_by_default(tmp_path, capsys):
+    """`make demo` without options: the trained checkpoint drives, over the same topics, and says so."""
+    from gato_ros.ros.demo import run as demo
+
+    checkpoint = demo.default_checkpoint()
+    assert checkpoint is not None and checkpoint.name == 'gato-stack'
+    summary = demo.run_demo(demo.DemoOptions(robot='ur5e', episodes=1, seed=1_000_000, out=tmp_path, max_time=30.0))
+    assert capsys.readouterr().out.startswith(f'checkpoint {checkpoint}: the trained Gato policy drives the arm')
+    assert summary['mode'] == 'checkpoint' and summary['episodes'] == 1
+    assert summary['per_episode'][0]['commands'] > 100 and summary['commands_outside_limits'] == 0

@@ -60,7 +60,7 @@ def test_policy_node_runs_from_an_install_prefix(tmp_path):
     assert where.returncode == 0, where.stderr
     assert where.stdout.split() == [str(site / 'gato_ros' / 'resources.py'), str(share)]
 
-    checkpoint = share / 'checkpoints' / 'gato-stack-tiny'
+    checkpoint = share / 'checkpoints' / 'gato-stack'
     log = tmp_path / 'policy_node.log'
     node_proc = subprocess.Popen([str(prefix / 'lib' / 'gato_ros' / 'policy_node'), '--ros-args',
                                   '-p', f'checkpoint:={checkpoint}', '-p', 'robot:=ur5e'],

@@ -4,7 +4,7 @@ Layout: 2 cameras at 64x64 (32 patches) + 15 proprio values + '|', 5 action toke
 
 - The headline is the STEADY STATE, the step a long episode sees once the window is full and every step evicts
   the oldest timestep, in two windows:
-  one_timestep  the shipped policy's window (checkpoints/gato-stack-tiny: one timestep + 1 token), where each
+  one_timestep  the shipped policy's window (checkpoints/gato-stack: one timestep + 1 token), where each
                 step drops the whole previous timestep;
   window_1024   Gato's 1024-token window with a sliding attention window (the ring buffer: exact and constant
                 time; attention_window = 1024 - prefill tokens + 1, so a prefill is one pass), beside the

@@ -37,11 +37,9 @@ from gato_ros.ros.demo.recorder import Recorder, RecorderTopics
 from gato_ros.ros.node_process import NodeProcess
 from gato_ros.ros.params import SafetyNodeConfig, camera_topic
 
-EXPERT_NOTICE = ('No checkpoint that stacks is committed yet (checkpoints/gato-stack-tiny, trained here on CPU, '
-                 'stacked 0/100 in gato-ros eval: see its MODEL_CARD.md), so the scripted expert drives the arm '
-                 'through the same ROS topics (policy_node -> ~/proposal -> safety_controller_node -> '
-                 '/forward_position_controller/commands -> sim). The learned policy: '
-                 'gato-ros demo --checkpoint checkpoints/gato-stack-tiny')
+EXPERT_NOTICE = ('The scripted expert drives the arm (--expert, or no checkpoints/gato-stack installed) through the '
+                 'same ROS topics (policy_node -> ~/proposal -> safety_controller_node -> '
+                 '/forward_position_controller/commands -> sim). The learned policy drives without --expert.')
 DEFAULT_CHECKPOINT = ('checkpoints', 'gato-stack')
 SETTLE_TIME = 0.3    # s (wall) sim_node keeps running after an episode so no late command survives the reset
 RESET_TIMEOUT = 10.0  # s (wall) to see the next seed on the task status
