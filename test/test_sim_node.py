@@ -91,7 +91,7 @@ def test_sim_node_publishes_and_obeys_commands(ros):
     executor.add_node(client)
     got = {'joints': [], 'images': {}, 'clock': [], 'status': []}
     client.create_subscription(JointState, '/joint_states', got['joints'].append, qos_profile_sensor_data)
-    for name in ('front_left', 'front_right'):
+    for name in ('front_left', 'wrist'):
         client.create_subscription(Image, f'/camera/{name}/image_raw',
                                    lambda msg, name=name: got['images'].setdefault(name, []).append(msg),
                                    qos_profile_sensor_data)
@@ -116,7 +116,7 @@ def test_sim_node_publishes_and_obeys_commands(ros):
         np.testing.assert_allclose(joints.position[:6], start, atol=1e-3)  # held without commands
         image = got['images']['front_left'][-1]
         assert (image.encoding, image.height, image.width) == ('rgb8', 64, 64) and len(image.data) == 64 * 64 * 3
-        assert bytes(image.data) != bytes(got['images']['front_right'][-1].data)
+        assert bytes(image.data) != bytes(got['images']['wrist'][-1].data)
         stamps = [c.clock.sec + c.clock.nanosec * 1e-9 for c in got['clock']]
         assert stamps[-1] > stamps[0] and np.all(np.diff(stamps) >= 0)
         assert json.loads(got['status'][-1].data)['task'] == ['red', 'blue']

@@ -58,10 +58,10 @@ class PolicyNodeConfig:
                               "weights: the model's context). Smaller = cheaper steps", range=(0, 65536))
     threads: int = _param(1, 'torch CPU threads for the policy (0 = torch default); 1 leaves a core to the '
                           'safety loop and the other nodes', range=(0, 256))
-    cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
+    cameras: tuple[str, ...] = _param(('front_left', 'wrist'),   # checkpoints/gato-stack's
                                       "camera names; the observation keys are 'image_<name>'")
     camera_topics: tuple[str, ...] = _param(
-        (camera_topic('front_left'), camera_topic('front_right')),
+        (camera_topic('front_left'), camera_topic('wrist')),
         "one topic per camera; sensor_msgs/Image, or CompressedImage when the topic ends in '/compressed'")
     joint_states_topic: str = _param('/joint_states', 'sensor_msgs/JointState with the arm joints')
     image_size: int = _param(64, "model image resolution (px, square, multiple of 16)", range=(16, 512))
@@ -135,7 +135,7 @@ class SimNodeConfig:
     rate: float = _param(250.0, 'simulation steps and /joint_states, /clock messages per second of wall time (Hz)',
                          range=(100.0, 1000.0))
     rate_factor: float = _param(1.0, 'sim seconds per wall second (1 = real time)', range=(0.1, 10.0))
-    cameras: tuple[str, ...] = _param(('front_left', 'front_right'),
+    cameras: tuple[str, ...] = _param(('front_left', 'wrist'),   # what checkpoints/gato-stack reads
                                       'cameras to publish on /camera/<name>/image_raw (gato_ros.core.sim.CAMERA_NAMES)')
     image_size: int = _param(64, 'camera image width = height (px)', range=(16, 1024))
     camera_rate: float = _param(15.0, 'camera images per second of sim time (Hz); physics waits for a late frame',
