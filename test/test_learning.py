@@ -145,7 +145,7 @@ def test_policy_node_refuses_a_rate_the_checkpoint_was_not_trained_at(tmp_path):
 
     profile = load_profile('ur5e')
     model = Gato(MICRO)
-    spec = PolicySpec(context=100, robots={'ur5e': profile.joint_names})
+    spec = PolicySpec(cameras=PolicyNodeConfig().cameras, context=100, robots={'ur5e': profile.joint_names})
     save_checkpoint(tmp_path, model.state_dict(), {'policy': spec.to_dict(), 'model': MICRO.to_dict(),
                                                    'tokenizer': tokenizer_config(), 'stats': {},
                                                    'robot': {'joint_names': list(profile.joint_names)}})

@@ -136,8 +136,12 @@ class Demo:
             try:
                 placement.place(placement.placements(opts.realtime)['sim'], 'sim_node')
                 runtime.init(bringup.init_args(ros_args))
+                # The observation layout as node overrides: config/sim.yaml names the shipped checkpoint's cameras,
+                # and a node's params-file entry outranks a global -p.
                 sim_node = SimNode(parameter_overrides=[Parameter('robot', value=opts.robot),
-                                                        Parameter('seed', value=opts.seed)])
+                                                        Parameter('seed', value=opts.seed),
+                                                        Parameter('cameras', value=list(spec.cameras)),
+                                                        Parameter('image_size', value=spec.image_size)])
                 if self.checkpoint:
                     self.policy_process = NodeProcess(
                         'policy_node', PolicyFactory(self.node_options, self.checkpoint, sim_node.sim.config),
