@@ -121,9 +121,11 @@ def diagnose(model, episodes: list[Episode], history: int = 1, every: int = 1, d
     action_dim = targets.shape[1]
     argmax, mean = predict(model, windows, action_dim)
     errors = {'model_argmax': np.abs(argmax - targets), 'model_mean': np.abs(mean - targets),
-              'copy_previous': np.abs(previous - targets), 'predict_zero': np.abs(targets),
-              'model_free_running': np.abs(predict(model, windows, action_dim, feedback=decoding)[
-                  0 if decoding == 'argmax' else 1] - targets)}
+              'copy_previous': np.abs(previous - targets), 'predict_zero': np.abs(targets)}
+    # 'slot' inputs never read a decoded value back: their free-running decode is the teacher-forced one
+    free = ((argmax, mean) if model.config.action_inputs == 'slot'
+            else predict(model, windows, action_dim, feedback=decoding))
+    errors['model_free_running'] = np.abs(free[0 if decoding == 'argmax' else 1] - targets)
     if blanked:
         errors['model_mean_past_actions_blanked'] = np.abs(predict(model, blanked, action_dim)[1] - targets)
     by_phase: dict[str, list[int]] = defaultdict(list)
