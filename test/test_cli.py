@@ -24,6 +24,8 @@ BAD_INPUTS = [
      'gato-ros eval: argument --checkpoint: {tmp}/missing: no such directory'),
     ('export-missing-checkpoint', ['export', '--checkpoint', '{tmp}/missing', '--out', '{tmp}/out'],
      'gato-ros export: argument --checkpoint: {tmp}/missing: no such directory'),
+    ('recipe-missing-init', ['recipe', '--out', '{tmp}/run', '--init', '{tmp}/missing'],
+     'gato-ros recipe: argument --init: {tmp}/missing: no such directory'),
     ('eval-folder-without-checkpoint', ['eval', '--checkpoint', '{tmp}'],
      'gato-ros eval: argument --checkpoint: {tmp}: no checkpoint (config.json) and no step-*/ checkpoint inside'),
     ('weights-file-as-checkpoint', ['eval', '--checkpoint', f'{CHECKPOINT}/model.safetensors'],

@@ -44,3 +44,14 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
 
     assert cli(args) == 0                                               # again: every stage is skipped
     assert capsys.readouterr().out.count('skipped') == len(stages)
+
+    # --init: no first model; the rounds start from the given checkpoint, and the card says whose weights those are
+    init = tmp_path / 'run' / 'train-1'
+    more = ['recipe', '--out', str(tmp_path / 'more'), '--export', str(tmp_path / 'export-more'), '--init', str(init),
+            *args[5:]]
+    assert cli(more) == 0
+    record = json.loads((tmp_path / 'more' / 'recipe.json').read_text())
+    assert 'train' not in record['stages'] and record['init']['checkpoint'].startswith(str(init))
+    assert f'--init {record["init"]["checkpoint"]}' in record['stages']['retrain-1']['commands'][0]
+    assert record['init']['checkpoint'] in (tmp_path / 'export-more' / 'MODEL_CARD.md').read_text()
+

@@ -6,7 +6,8 @@ resumable, so re-running the same command after an interruption continues where 
 
   record    scripted-expert demonstrations (two processes)      DIR/data/demos
   heldout   held-out demonstrations for the diagnosis            DIR/data/heldout
-  train     behaviour cloning, the recipe's loss                 DIR/train
+  train     behaviour cloning, the recipe's loss                 DIR/train (none with --init CKPT: the rounds
+            start from CKPT, e.g. more rounds for a shipped checkpoint)
   dagger-K  the policy drives, the expert labels (two processes) DIR/data/dagger-K; then retrain DIR/train-K on
             everything so far, relabelled by the current expert
   diagnose  teacher-forced error vs trivial baselines            DIR/diagnose.json
@@ -59,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='evaluation episode limit, sim seconds (DAgger rollouts: at most 20; default 30)')
     parser.add_argument('--threads', type=arguments.positive_int, default=2,
                         help='torch threads for training (default 2)')
+    parser.add_argument('--init', type=arguments.checkpoint, default=None,
+                        help='continue from this checkpoint instead of training the first model (no train stage): '
+                             'the DAgger rounds start from its weights, e.g. more rounds for a shipped checkpoint')
 
 
 class Stages:
@@ -138,9 +142,14 @@ def run(args: argparse.Namespace) -> int:
     stages.run('heldout', [['record', *robot, *cameras, '--episodes', str(args.heldout_episodes), '--seed',
                             str(HELDOUT_SEED), '--out', str(data / 'heldout'), '--json']])
     threads = ['--threads', str(args.threads)]
-    stages.run('train', [['train', '--data', str(data / 'demos'), '--out', str(out / 'train'), '--steps',
-                          str(args.steps), '--warmup', '200', *train_options(args, args.lr), *threads, '--resume']])
-    checkpoint, dirs = out / 'train', [str(data / 'demos')]
+    if args.init is None:
+        stages.run('train', [['train', '--data', str(data / 'demos'), '--out', str(out / 'train'), '--steps',
+                              str(args.steps), '--warmup', '200', *train_options(args, args.lr), *threads,
+                              '--resume']])
+    else:
+        init_config = json.loads((args.init / 'config.json').read_text())
+        stages.record['init'] = {'checkpoint': str(args.init), 'git_revision': init_config.get('git_revision')}
+    checkpoint, dirs = args.init or out / 'train', [str(data / 'demos')]
     for k in range(1, args.dagger_rounds + 1):
         rollout_dir = data / f'dagger-{k}'
         n = args.dagger_episodes

@@ -21,6 +21,15 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return '\n'.join(lines)
 
 
+def init_lines(init: dict | None) -> list[str]:
+    """A recipe continued from a checkpoint (`recipe --init`) says whose weights its DAgger rounds started from."""
+    if init is None:
+        return []
+    return [f"The DAgger rounds below start from the weights of `{init['checkpoint']}` (git revision "
+            f"`{init['git_revision']}`), not from a first model trained here; that checkpoint's own model card holds "
+            'the stages that made it.', '']
+
+
 def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
     config = json.loads((Path(checkpoint) / 'config.json').read_text())
     stages = record['stages']
@@ -44,6 +53,7 @@ def write_model_card(checkpoint: Path, record: dict, evaluation: dict) -> Path:
              'proprioception, one timestep at a time, and outputs the 5-D Cartesian action '
              f"{config['policy']['action_layout']} ({config['policy']['decoding']} decoding of the 1024 bins).", '',
              f"Git revision: `{config.get('git_revision')}`; torch {config.get('torch')}.", '',
+             *init_lines(record.get('init')),
              '## Commands and wall time (the recipe record)', '',
              markdown_table(['stage', 'command(s)', 'wall time (s)'],
                     [[name, '<br>'.join(f'`{c}`' for c in s['commands']), s['seconds']] for name, s in stages.items()]),
