@@ -19,10 +19,11 @@ def test_recipe_runs_every_stage_once_and_writes_the_model_card(tmp_path, capsys
     assert cli(args) == 0
     record = json.loads((tmp_path / 'run' / 'recipe.json').read_text())
     stages = record['stages']
-    assert list(stages) == ['record', 'heldout', 'train', 'dagger-1', 'retrain-1', 'diagnose', 'eval', 'export']
+    assert list(stages) == ['record', 'heldout', 'train', 'dagger-1', 'retrain-1', 'diagnose', 'export', 'eval']
     assert all(s['complete'] and s['seconds'] > 0 for s in stages.values())
     assert len(stages['eval']['commands']) == 2                        # two evaluation processes, merged
-    assert '--relabel' in stages['retrain-1']['commands'][0]            # all data labelled by the current expert
+    assert f"--checkpoint {tmp_path / 'export'} " in stages['eval']['commands'][0]   # evaluated as shipped
+    assert '--relabel' not in stages['retrain-1']['commands'][0]        # the actions as recorded (docs/learning.md)
     assert '--dagger-share' in stages['retrain-1']['commands'][0]       # the rollouts' share of the windows
     assert 'slot' in stages['train']['commands'][0]                     # closed loop decodes what was trained
     (rollouts,) = [json.loads(line) for line in stages['dagger-1']['stdout']]

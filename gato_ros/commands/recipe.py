@@ -9,10 +9,11 @@ resumable, so re-running the same command after an interruption continues where 
   train     behaviour cloning, the recipe's loss                 DIR/train (none with --init CKPT: the rounds
             start from CKPT, e.g. more rounds for a shipped checkpoint)
   dagger-K  the policy drives, the expert labels (two processes) DIR/data/dagger-K; then retrain DIR/train-K on
-            everything so far, relabelled by the current expert
+            everything so far
   diagnose  teacher-forced error vs trivial baselines            DIR/diagnose.json
-  eval      closed loop on held-out seeds (two processes)        DIR/eval-{0,1}/eval.json
-  export    bf16 copy + model card                               --export
+  export    bf16 copy                                            --export
+  eval      closed loop on held-out seeds (two processes), of the export where there is one: DIR/eval-{0,1}/eval.json;
+            then the export's model card
 
 DIR/recipe.json holds every stage's command, wall time and result.
 """
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'every timestep once, where they are a few percent beside the demonstrations)')
     parser.add_argument('--dagger-steps', type=arguments.positive_int, default=1500,
                         help='retraining steps per round (default 1500)')
+    parser.add_argument('--relabel', action='store_true',
+                        help='retrain on every state relabelled by the current expert from its recorded state '
+                             '(train --relabel; default: the actions as recorded, which DAgger labelled online)')
     parser.add_argument('--heldout-episodes', type=arguments.positive_int, default=20,
                         help='held-out demonstrations for the diagnosis (default 20)')
     parser.add_argument('--eval-episodes', type=arguments.positive_int, default=100,
@@ -159,15 +163,18 @@ def run(args: argparse.Namespace) -> int:
                                     str(min(args.max_time, 20.0)), '--json']
                                    for m, s in ((n // 2, seeds[0]), (n - n // 2, seeds[1])) if m])
         dirs.append(str(rollout_dir))
-        # --relabel: every state, the demonstrations' and each earlier round's, labelled by the current expert
         stages.run(f'retrain-{k}', [['train', '--data', *dirs, '--out', str(out / f'train-{k}'), '--init',
                                      str(checkpoint), '--steps', str(args.dagger_steps),
                                      *train_options(args, args.lr / 2),
                                      '--dagger-share', str(args.dagger_share),
-                                     *threads, '--warmup', '100', '--relabel', '--resume']])
+                                     *threads, '--warmup', '100', *(['--relabel'] if args.relabel else []),
+                                     '--resume']])
         checkpoint = out / f'train-{k}'
     stages.run('diagnose', [['diagnose', '--checkpoint', str(checkpoint), '--data', str(data / 'heldout'),
                              '--episodes', str(args.heldout_episodes), '--json']])
+    if args.export is not None:   # evaluated as shipped: the bf16 export, not the fp32 training checkpoint
+        stages.run('export', [['export', '--checkpoint', str(checkpoint), '--out', str(args.export)]])
+        checkpoint = args.export
     half_eval = args.eval_episodes // 2
     outputs = stages.run('eval', [['eval', *robot, '--checkpoint', str(checkpoint), '--episodes', str(n),
                                    '--seed', str(seed), '--out', str(out / f'eval-{i}'), '--max-time',
@@ -178,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
     summary = merged_eval(outputs)
     (out / 'eval.json').write_text(json.dumps(summary, indent=2) + '\n')
     if args.export is not None:
-        stages.run('export', [['export', '--checkpoint', str(checkpoint), '--out', str(args.export)]])
         from gato_ros.core.model_card import write_model_card
         write_model_card(args.export, stages.record, summary)
     total = sum(s['seconds'] for s in stages.record['stages'].values())
