@@ -26,6 +26,12 @@ BAD_INPUTS = [
      'gato-ros export: argument --checkpoint: {tmp}/missing: no such directory'),
     ('recipe-missing-init', ['recipe', '--out', '{tmp}/run', '--init', '{tmp}/missing'],
      'gato-ros recipe: argument --init: {tmp}/missing: no such directory'),
+    ('recipe-init-other-cameras',
+     ['recipe', '--out', '{tmp}/run', '--init', str(CHECKPOINT), '--cameras', 'front_left'],
+     f"gato-ros recipe: --init {CHECKPOINT}: cameras is ['front_left'] but the checkpoint was trained with cameras "
+     "('front_left', 'wrist')"),
+    ('recipe-init-other-robot', ['recipe', '--out', '{tmp}/run', '--init', str(CHECKPOINT), '--robot', 'sawyer'],
+     f"gato-ros recipe: --init {CHECKPOINT}: trained for ['ur5e'], not --robot sawyer"),
     ('eval-folder-without-checkpoint', ['eval', '--checkpoint', '{tmp}'],
      'gato-ros eval: argument --checkpoint: {tmp}: no checkpoint (config.json) and no step-*/ checkpoint inside'),
     ('weights-file-as-checkpoint', ['eval', '--checkpoint', f'{CHECKPOINT}/model.safetensors'],

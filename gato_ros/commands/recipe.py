@@ -129,10 +129,26 @@ def merged_eval(outputs: list[str]) -> dict:
             'parts': parts}
 
 
+def check_init(args: argparse.Namespace) -> dict:
+    """The --init checkpoint's config, refused before anything is recorded when it was trained for another robot or
+    other cameras than the rollouts and retraining would use (PolicySpecError: one line, exit 2)."""
+    from gato_ros.core.policy_spec import PolicySpec, PolicySpecError
+    from gato_ros.core.robots import load_profile
+
+    config = json.loads((args.init / 'config.json').read_text())
+    spec = PolicySpec.from_checkpoint_config(config)
+    source = f'--init {args.init}'
+    if load_profile(args.robot).name not in spec.robots:
+        raise PolicySpecError(f'{source}: trained for {sorted(spec.robots)}, not --robot {args.robot}')
+    spec.check_setting('cameras', args.cameras, source)
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dagger_rounds < 0 or not args.max_time > 0:
         raise SystemExit(f'--dagger-rounds must be >= 0 and --max-time > 0, got {args.dagger_rounds} and '
                          f'{args.max_time}')
+    init_config = None if args.init is None else check_init(args)
     out = args.out
     data = out / 'data'
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +167,6 @@ def run(args: argparse.Namespace) -> int:
                               str(args.steps), '--warmup', '200', *train_options(args, args.lr), *threads,
                               '--resume']])
     else:
-        init_config = json.loads((args.init / 'config.json').read_text())
         stages.record['init'] = {'checkpoint': str(args.init), 'git_revision': init_config.get('git_revision')}
     checkpoint, dirs = args.init or out / 'train', [str(data / 'demos')]
     for k in range(1, args.dagger_rounds + 1):
