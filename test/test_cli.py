@@ -31,7 +31,7 @@ BAD_INPUTS = [
      f"gato-ros recipe: --init {CHECKPOINT}: cameras is ['front_left'] but the checkpoint was trained with cameras "
      "('front_left', 'wrist')"),
     ('recipe-init-other-robot', ['recipe', '--out', '{tmp}/run', '--init', str(CHECKPOINT), '--robot', 'sawyer'],
-     f"gato-ros recipe: --init {CHECKPOINT}: trained for ['ur5e'], not --robot sawyer"),
+     f"gato-ros recipe: --init {CHECKPOINT} was trained for ur5e: ['shoulder_pan_joint', "),
     ('eval-folder-without-checkpoint', ['eval', '--checkpoint', '{tmp}'],
      'gato-ros eval: argument --checkpoint: {tmp}: no checkpoint (config.json) and no step-*/ checkpoint inside'),
     ('weights-file-as-checkpoint', ['eval', '--checkpoint', f'{CHECKPOINT}/model.safetensors'],

@@ -131,15 +131,15 @@ def merged_eval(outputs: list[str]) -> dict:
 
 def check_init(args: argparse.Namespace) -> dict:
     """The --init checkpoint's config, refused before anything is recorded when it was trained for another robot or
-    other cameras than the rollouts and retraining would use (PolicySpecError: one line, exit 2)."""
-    from gato_ros.core.policy_spec import PolicySpec, PolicySpecError
+    other cameras than the rollouts and retraining would use (the policy's own checks: one line, exit 2)."""
+    from gato_ros.core.policy import check_robot
+    from gato_ros.core.policy_spec import PolicySpec
     from gato_ros.core.robots import load_profile
 
     config = json.loads((args.init / 'config.json').read_text())
     spec = PolicySpec.from_checkpoint_config(config)
     source = f'--init {args.init}'
-    if load_profile(args.robot).name not in spec.robots:
-        raise PolicySpecError(f'{source}: trained for {sorted(spec.robots)}, not --robot {args.robot}')
+    check_robot(spec, load_profile(args.robot), source)
     spec.check_setting('cameras', args.cameras, source)
     return config
 
